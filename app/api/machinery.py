@@ -1,0 +1,183 @@
+"""The request pipeline every /api/v1 endpoint goes through, implemented once.
+
+before: request id → HTTPS → authentication (tenant in scope) → Version → rate limit → body checks →
+idempotency claim.  after: commit once at the boundary (rollback on error) → idempotency store →
+headers → request log.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+
+from flask import Flask, Response, current_app, g, request
+from sqlalchemy import insert
+
+from ..errors import (AuthenticationError, DomainError, PermissionDenied, RateLimited, ValidationError,
+                      render_error)
+from ..extensions import db
+from ..ids import new_id
+from ..tenancy import reset_tenant, set_tenant
+from ..timeutil import utcnow
+from . import idempotency, ratelimit
+from .auth import authenticate
+from .models import RequestLog
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+PUBLIC_PATHS = {f"{API_PREFIX}/openapi.json", f"{API_PREFIX}/postman.json"}
+PUBLIC_PREFIXES = (f"{API_PREFIX}/docs",)
+MUTATING = {"POST", "PATCH", "PUT", "DELETE"}
+LOG_BODY_LIMIT = 4096
+_SECRETS = re.compile(r"(sk_(?:live|test)_|whsec_)[A-Za-z0-9+/=_-]{6,}")
+_VERSION_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _is_api() -> bool:
+    return request.path == API_PREFIX or request.path.startswith(API_PREFIX + "/")
+
+
+def _is_public() -> bool:
+    return request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES)
+
+
+def _redact(text: str | None) -> str | None:
+    if text is None:
+        return None
+    text = text[:LOG_BODY_LIMIT]
+    return _SECRETS.sub(lambda m: m.group(1) + "…redacted", text)
+
+
+def _assign_request_id():
+    g.request_id = new_id("req", 16)
+    g.started_at = time.perf_counter()
+
+
+def _api_before():
+    if not _is_api() or _is_public():
+        return None
+    if current_app.config["REQUIRE_HTTPS"]:
+        proto = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip().lower()
+        if proto != "https":
+            raise PermissionDenied("The API is only served over HTTPS.", code="https_required")
+    if request.url_rule is None:
+        return None  # routing 404/405: answered in the contract's shape without asking for a key
+    authenticate()
+    g.tenant_token = set_tenant(g.tenant)
+
+    version = request.headers.get("Version")
+    if version is not None:
+        version = version.strip()
+        if not _VERSION_RE.match(version) or version not in current_app.config["API_VERSIONS"]:
+            raise ValidationError(
+                f"Unknown API version {version!r}. Known versions: {', '.join(current_app.config['API_VERSIONS'])}.",
+                code="invalid_version", param="Version")
+    g.api_version = version or g.organization.api_version
+
+    rate, burst = ratelimit.limits_for(g.organization)
+    decision = ratelimit.hit(g.api_key.id, rate, burst)
+    g.rate_limit = decision
+    if not decision.allowed:
+        raise RateLimited(f"Rate limit of {rate:g} requests/s (burst {burst}) exceeded for this key.",
+                          headers={"Retry-After": str(decision.retry_after)})
+
+    if request.method in MUTATING:
+        body = request.get_data(cache=True)
+        if body:
+            if request.mimetype == "application/json" or request.mimetype.endswith("+json"):
+                try:
+                    json.loads(body)
+                except ValueError:
+                    raise ValidationError("The request body is not valid JSON.") from None
+            elif request.mimetype != "multipart/form-data":
+                raise ValidationError("Send the body as application/json.", status=415, param="Content-Type")
+        key = request.headers.get("Idempotency-Key")
+        if key is not None:
+            digest = idempotency.fingerprint(request.method, request.path, body)
+            replay = idempotency.claim(g.tenant.organization_id, g.tenant.mode, key.strip(), digest)
+            if replay is not None:
+                resp = Response(replay.body, status=replay.status, headers=replay.headers)
+                resp.headers["Idempotent-Replayed"] = "true"
+                g.idempotency_replayed = True
+                return resp
+            g.idempotency_key = key.strip()
+    return None
+
+
+def _finalize(response: Response) -> Response:
+    """Commit once for the whole request (errors roll back), then the API bookkeeping."""
+    if response.status_code < 400:
+        try:
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            log.exception("commit failed for request %s", getattr(g, "request_id", None))
+            response = render_error(500, "api_error", "internal_error", "An unexpected error occurred.")
+    else:
+        db.session.rollback()
+
+    response.headers["X-Request-Id"] = g.get("request_id", "")
+    if not _is_api():
+        return response
+    tenant = g.get("tenant")
+    key = g.pop("idempotency_key", None)
+    if key and tenant is not None:
+        idempotency.store(tenant.organization_id, tenant.mode, key, response)
+    decision = g.get("rate_limit")
+    if decision is not None:
+        response.headers.update(decision.headers())
+    if g.get("api_version"):
+        response.headers["Version"] = g.api_version
+    response.headers.setdefault("Cache-Control", "no-store")
+    if tenant is not None:
+        _write_request_log(response)
+    return response
+
+
+def _write_request_log(response: Response) -> None:
+    try:
+        error_code = None
+        if response.status_code >= 400 and response.is_json:
+            error_code = ((response.get_json(silent=True) or {}).get("error") or {}).get("code")
+        key = g.get("api_key")
+        db.session.execute(insert(RequestLog.__table__).values(
+            id=g.request_id, organization_id=g.tenant.organization_id, mode=g.tenant.mode,
+            api_key_id=key.id if key else None, key_prefix=key.key_prefix if key else None,
+            method=request.method, path=request.path[:500],
+            query_string=request.query_string.decode("latin-1")[:2000] or None,
+            status=response.status_code,
+            duration_ms=int((time.perf_counter() - g.get("started_at", time.perf_counter())) * 1000),
+            error_code=error_code, idempotency_key=request.headers.get("Idempotency-Key", "")[:255] or None,
+            ip=(request.access_route[0] if request.access_route else request.remote_addr),
+            user_agent=(request.user_agent.string or "")[:300] or None,
+            request_body=_redact(request.get_data(as_text=True)) if request.method in MUTATING else None,
+            response_body=_redact(response.get_data(as_text=True)) if not response.direct_passthrough else None,
+            created_at=utcnow(),
+        ))
+        db.session.commit()
+    except Exception:  # the log must never break the answer
+        db.session.rollback()
+        log.exception("could not write the request log")
+
+
+def _teardown(exc):
+    key = g.pop("idempotency_key", None)
+    tenant = g.get("tenant")
+    if key and tenant is not None:
+        # The request died before _finalize stored an answer: free the key for a retry.
+        try:
+            idempotency.release(tenant.organization_id, tenant.mode, key)
+        except Exception:
+            log.exception("could not release idempotency key")
+    token = g.pop("tenant_token", None)
+    if token is not None:
+        reset_tenant(token)
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_assign_request_id)
+    app.before_request(_api_before)
+    app.after_request(_finalize)
+    app.teardown_request(_teardown)

@@ -1,0 +1,103 @@
+"""Configuration, read once from the environment (Heroku style)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Plans set the per-key token bucket (requests/second, burst).  Enterprise is custom per organization.
+PLAN_RATE_LIMITS = {
+    "starter": (10, 20),
+    "growth": (50, 100),
+    "scale": (200, 400),
+    "enterprise": (1000, 2000),
+}
+
+# API versions by date; an organization is pinned to the newest one when it is created.
+API_VERSIONS = ("2026-06-01",)
+
+
+def _flag(env: dict, name: str, default: bool = False) -> bool:
+    value = env.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept Heroku's ``postgres://`` and pin the psycopg2 driver (SQLAlchemy 2.1 defaults to psycopg 3)."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
+
+
+def default_sqlite_url(instance_path: str) -> str:
+    return "sqlite:///" + os.path.join(instance_path, "postline.sqlite3")
+
+
+class Config:
+    """Everything the app reads from the environment.  Built once per app in the factory."""
+
+    def __init__(self, env: dict[str, str] | None = None):
+        env = dict(os.environ if env is None else env)
+        self.ENV_NAME = env.get("POSTLINE_ENV", "development")
+        production = self.ENV_NAME == "production"
+        self.SECRET_KEY = env.get("SECRET_KEY") or ("" if production else "dev-insecure-secret-key")
+        if production and not self.SECRET_KEY:
+            raise RuntimeError("SECRET_KEY must be set when POSTLINE_ENV=production")
+        self.DATABASE_URL = normalize_database_url(env["DATABASE_URL"]) if env.get("DATABASE_URL") else None
+        self.REDIS_URL = env.get("REDIS_URL") or None
+        self.BASE_URL = (env.get("BASE_URL") or "http://localhost:%s" % env.get("PORT", "5000")).rstrip("/")
+        self.PORT = int(env.get("PORT", "5000"))
+        self.REQUIRE_HTTPS = _flag(env, "REQUIRE_HTTPS", production)
+        self.ALLOW_PRIVATE_URLS = _flag(env, "ALLOW_PRIVATE_URLS", False)
+        self.SMTP_RELAY_URL = env.get("SMTP_RELAY_URL") or None
+        self.SMTP_PORT_OVERRIDE = int(env["SMTP_PORT_OVERRIDE"]) if env.get("SMTP_PORT_OVERRIDE") else None
+        self.DNS_RESOLVER = env.get("DNS_RESOLVER") or None
+        self.STRIPE_SECRET_KEY = env.get("STRIPE_SECRET_KEY") or None
+        self.STRIPE_WEBHOOK_SECRET = env.get("STRIPE_WEBHOOK_SECRET") or None
+        self.STRIPE_API_BASE = env.get("STRIPE_API_BASE") or None
+        self.TWILIO_API_BASE = env.get("TWILIO_API_BASE") or None
+        self.TWILIO_ACCOUNT_SID = env.get("TWILIO_ACCOUNT_SID") or None
+        self.TWILIO_AUTH_TOKEN = env.get("TWILIO_AUTH_TOKEN") or None
+        # Redis key prefix, so several deployments (or CI runs) can share one Redis server.
+        self.REDIS_PREFIX = env.get("REDIS_PREFIX", "postline:")
+        self.RQ_QUEUE_PREFIX = env.get("RQ_QUEUE_PREFIX", "")
+        self.LOG_LEVEL = env.get("LOG_LEVEL", "INFO")
+
+    def as_flask_config(self, instance_path: str) -> dict:
+        db_url = self.DATABASE_URL or default_sqlite_url(instance_path)
+        engine_options: dict = {"pool_pre_ping": True}
+        if db_url.startswith("sqlite"):
+            engine_options = {"connect_args": {"timeout": 30, "check_same_thread": False}}
+        cfg = {k: v for k, v in vars(self).items() if k.isupper()}
+        cfg.update(
+            SQLALCHEMY_DATABASE_URI=db_url,
+            SQLALCHEMY_ENGINE_OPTIONS=engine_options,
+            SQLALCHEMY_TRACK_MODIFICATIONS=False,
+            # CSRF is enforced on every dashboard form; the API authenticates with keys instead.
+            WTF_CSRF_CHECK_DEFAULT=False,
+            WTF_CSRF_TIME_LIMIT=None,
+            SESSION_COOKIE_HTTPONLY=True,
+            SESSION_COOKIE_SAMESITE="Lax",
+            SESSION_COOKIE_SECURE=self.REQUIRE_HTTPS,
+            REMEMBER_COOKIE_SAMESITE="Lax",
+            MAX_CONTENT_LENGTH=40 * 1024 * 1024,
+            JSON_SORT_KEYS=False,
+            # flask-smorest / OpenAPI
+            API_TITLE="Postline API",
+            API_VERSION="v1",
+            OPENAPI_VERSION="3.0.3",
+            OPENAPI_URL_PREFIX="/api/v1",
+            OPENAPI_JSON_PATH="openapi.json",
+            OPENAPI_REDOC_PATH="/docs",
+            OPENAPI_REDOC_URL="/static/vendor/redoc.standalone.js",
+            PLAN_RATE_LIMITS=dict(PLAN_RATE_LIMITS),
+            API_VERSIONS=API_VERSIONS,
+            IDEMPOTENCY_TTL_SECONDS=24 * 3600,
+            MAX_API_KEYS=10,
+        )
+        return cfg

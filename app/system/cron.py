@@ -1,0 +1,18 @@
+"""`rq cron app/system/cron.py`: the periodic jobs.  The quickstart launcher runs it as its own process.
+
+The cron process builds no app: it only enqueues.  Queue names carry ``RQ_QUEUE_PREFIX`` from the same
+environment the worker reads, so both agree on where the jobs go.
+"""
+import os
+
+from rq import cron
+
+from app.system.tasks import HEARTBEAT_INTERVAL, purge_expired, record_heartbeat
+
+PREFIX = os.environ.get("RQ_QUEUE_PREFIX", "")
+
+# Run at start, then every 30 s.  ttl: a beat nobody picked up within a minute is stale news; dropping it
+# keeps a worker-less Redis from piling up heartbeats (and /healthz says the worker is missing anyway).
+cron.register(record_heartbeat, queue_name=PREFIX + "high", interval=HEARTBEAT_INTERVAL,
+              ttl=2 * HEARTBEAT_INTERVAL, result_ttl=600)
+cron.register(purge_expired, queue_name=PREFIX + "low", interval=3600, job_timeout=1800)

@@ -1,0 +1,88 @@
+"""The dashboard's navigation: every section of the product, built or not.
+
+A section that is not built yet points at ``web.coming_soon``; when its blueprint lands, give the entry
+its endpoint and drop the slug from ``COMING_SOON``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import request, url_for
+
+
+@dataclass(frozen=True)
+class NavItem:
+    label: str
+    endpoint: str
+    slug: str | None = None  # for web.coming_soon
+    blueprint: str | None = None  # every page of this blueprint highlights the entry
+    icon: str = "dot"
+
+    @property
+    def soon(self) -> bool:
+        return self.endpoint == "web.coming_soon"
+
+    @property
+    def url(self) -> str:
+        return url_for(self.endpoint, section=self.slug) if self.soon else url_for(self.endpoint)
+
+    @property
+    def active(self) -> bool:
+        if self.soon:
+            return request.endpoint == "web.coming_soon" and (request.view_args or {}).get("section") == self.slug
+        if self.blueprint:
+            return request.blueprint == self.blueprint
+        return request.endpoint == self.endpoint
+
+
+def _soon(label: str, slug: str, icon: str) -> NavItem:
+    return NavItem(label, "web.coming_soon", slug=slug, icon=icon)
+
+
+NAV: list[tuple[str | None, list[NavItem]]] = [
+    (None, [NavItem("Overview", "web.home", icon="home")]),
+    ("Messaging", [
+        _soon("Messages", "messages", "send"),
+        _soon("Templates", "templates", "template"),
+        _soon("Broadcasts", "broadcasts", "broadcast"),
+    ]),
+    ("Audience", [
+        NavItem("Contacts", "web_contacts.index", blueprint="web_contacts", icon="contacts"),
+        _soon("Lists", "lists", "list"),
+        _soon("Suppressions", "suppressions", "block"),
+    ]),
+    ("Deliverability", [
+        _soon("Domains", "domains", "globe"),
+        _soon("Webhooks", "webhooks", "hook"),
+        _soon("Validation", "validation", "check"),
+        _soon("Signals", "signals", "signal"),
+    ]),
+    ("Insights", [
+        _soon("Analytics", "analytics", "chart"),
+    ]),
+    ("Developers", [
+        NavItem("API keys", "web_keys.index", blueprint="web_keys", icon="key"),
+        NavItem("Request log", "web_requests.index", blueprint="web_requests", icon="log"),
+    ]),
+    ("Organization", [
+        _soon("Billing", "billing", "card"),
+        NavItem("Settings", "web_accounts.settings", blueprint="web_accounts", icon="settings"),
+    ]),
+]
+
+COMING_SOON = {item.slug: item for _, items in NAV for item in items if item.soon}
+
+# What each unbuilt section will do, so the placeholder page says something true and useful.
+SOON_TEXT = {
+    "messages": "Every email and SMS you send, with its delivery attempts and events.",
+    "templates": "Reusable email and SMS templates with variables and previews.",
+    "broadcasts": "Send a message to a list or segment, with scheduling and live progress.",
+    "lists": "Static lists and dynamic segments built from contact fields, tags and events.",
+    "suppressions": "Addresses that are never contacted: bounces, complaints, unsubscribes, erasures.",
+    "domains": "Sending domains with their DNS records (SPF, DKIM, return path) and verification.",
+    "webhooks": "Endpoints that receive signed event notifications, with delivery history and retries.",
+    "validation": "Check addresses before you send: syntax, MX records, disposable and role accounts.",
+    "signals": "Retention signals: engagement scores and churn risk for every contact.",
+    "analytics": "Delivery, open, click, bounce and complaint rates over time.",
+    "billing": "Your plan, usage this period and invoices.",
+}
