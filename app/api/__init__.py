@@ -30,6 +30,8 @@ object id), newest first, and answer `{"object": "list", "url": …, "has_more":
 
 **Versioning** is by date: send `Version: YYYY-MM-DD`, or get the version your organization is pinned to.
 
+Strings never contain U+0000 (NUL): a body or query that has one is a 400 naming the field.
+
 Every response carries `X-Request-Id`.  Times are RFC 3339 UTC, money is integer micro-dollars (`_micros`).
 A Postman collection of this API is at `/api/v1/postman.json`.
 """

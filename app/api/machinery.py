@@ -76,6 +76,10 @@ def _api_before():
                 code="invalid_version", param="Version")
     g.api_version = version or g.organization.api_version
 
+    for name, value in request.args.items(multi=True):
+        if "\x00" in name or "\x00" in value:
+            raise ValidationError("Query parameters may not contain NUL characters.", param=name.replace("\x00", ""))
+
     rate, burst = ratelimit.limits_for(g.organization)
     decision = ratelimit.hit(g.api_key.id, rate, burst)
     g.rate_limit = decision
@@ -88,9 +92,10 @@ def _api_before():
         if body:
             if request.mimetype == "application/json" or request.mimetype.endswith("+json"):
                 try:
-                    json.loads(body)
+                    parsed = json.loads(body)
                 except ValueError:
                     raise ValidationError("The request body is not valid JSON.") from None
+                _refuse_nul(parsed)
             elif request.mimetype != "multipart/form-data":
                 raise ValidationError("Send the body as application/json.", status=415, param="Content-Type")
         key = request.headers.get("Idempotency-Key")
@@ -104,6 +109,23 @@ def _api_before():
                 return resp
             g.idempotency_key = key.strip()
     return None
+
+
+def _refuse_nul(value, path: str = "") -> None:
+    """NUL (U+0000) is refused everywhere: PostgreSQL text and JSONB cannot store it, and no field of the
+    contract has a use for it.  Checked once here, so no endpoint can reach the database with one."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValidationError(f"'{path or 'body'}' may not contain NUL characters.", param=path or None)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            child = f"{path}.{key}" if path else str(key)
+            if "\x00" in key:
+                raise ValidationError("Object keys may not contain NUL characters.", param=path or None)
+            _refuse_nul(item, child)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_nul(item, f"{path}[{index}]")
 
 
 def _finalize(response: Response) -> Response:

@@ -177,3 +177,17 @@ def test_cross_check_other_tenant_cannot_use_our_key_prefix(client, other_accoun
     a = ApiClient(client, account["live_api_key"])
     b = ApiClient(client, other_account["live_api_key"])
     assert a.get("/contacts").status_code == b.get("/contacts").status_code == 200
+
+
+@pytest.mark.parametrize("body,param", [
+    ({"email": "a@example.com", "first_name": "A\u0000da"}, "first_name"),
+    ({"email": "a@example.com", "tags": ["ok", "b\u0000d"]}, "tags[1]"),
+    ({"email": "a@example.com", "attributes": {"plan": "pro\u0000"}}, "attributes.plan"),
+])
+def test_nul_characters_are_refused_before_the_database(api, body, param):
+    """PostgreSQL cannot store U+0000 in text or JSONB: refused with a 400 naming the field, never a 500."""
+    assert_error(api.post("/contacts", json=body), 400, "invalid_request", param)
+
+
+def test_nul_in_a_query_parameter_is_refused(api):
+    assert_error(api.get("/contacts?tag=a%00b"), 400, "invalid_request", "tag")

@@ -138,7 +138,10 @@ def test_api_conforms_to_its_openapi_document(app, live_key):
         "cache": {"enabled": False},
         "max-failures": 50,
         "generation": {"mode": "all", "max-examples": MAX_EXAMPLES, "deterministic": True,
-                       "database": "none", "no-shrink": True},
+                       "database": "none", "no-shrink": True,
+                           # U+0000 is refused by every endpoint (the document says so; PostgreSQL can't
+                           # store it): test_conventions covers that 400.
+                           "allow-x00": False},
         "phases": {"stateful": {"enabled": False}},
         "auth": {"openapi": {"bearerAuth": {"bearer": secret}}},
         "checks": {
