@@ -67,6 +67,18 @@ class Config:
         self.REDIS_PREFIX = env.get("REDIS_PREFIX", "postline:")
         self.RQ_QUEUE_PREFIX = env.get("RQ_QUEUE_PREFIX", "")
         self.LOG_LEVEL = env.get("LOG_LEVEL", "INFO")
+        # Keys that decrypt secrets stored at rest (DKIM private keys …): the first encrypts, every one
+        # decrypts, so a key can be rotated.  Default: derived from SECRET_KEY.
+        self.ENCRYPTION_KEYS = [k.strip() for k in env.get("ENCRYPTION_KEYS", "").split(",") if k.strip()]
+        # Delivery: the envelope sender of live mail is bounces+<token>@RETURN_PATH_DOMAIN when set, else
+        # on the sending domain's return-path host (the `return_path` record of its DNS).
+        self.SMTP_HELO_NAME = env.get("SMTP_HELO_NAME") or None
+        self.SMTP_TIMEOUT = float(env.get("SMTP_TIMEOUT", "30"))
+        # Deferred (4xx) mail is retried on this schedule, in seconds, the last interval repeating until
+        # DELIVERY_MAX_AGE (5 days, RFC 5321 section 4.5.4.1) has passed since the message was queued.
+        self.DELIVERY_RETRY_SCHEDULE = [int(x) for x in env.get(
+            "DELIVERY_RETRY_SCHEDULE", "60,300,900,1800,3600,7200,10800,14400").split(",")]
+        self.DELIVERY_MAX_AGE = int(env.get("DELIVERY_MAX_AGE", str(5 * 24 * 3600)))
 
     def as_flask_config(self, instance_path: str) -> dict:
         db_url = self.DATABASE_URL or default_sqlite_url(instance_path)

@@ -4,3 +4,8 @@ from .api.models import IdempotencyRecord, RequestLog  # noqa: F401
 from .apikeys.models import ApiKey  # noqa: F401
 from .contacts.models import Contact  # noqa: F401
 from .system.models import WorkerHeartbeat  # noqa: F401
+from .domains.models import Domain  # noqa: F401
+from .events.models import Event  # noqa: F401
+from .messages.models import DeliveryAttempt, Message, MessageAttachment, MessageRecipient  # noqa: F401
+from .suppressions.models import Suppression  # noqa: F401
+from .templates.models import Template, TemplateVersion  # noqa: F401

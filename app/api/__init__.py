@@ -53,7 +53,11 @@ def blueprints():
     """Every API blueprint, in the order the OpenAPI document lists them."""
     from ..apikeys.api import blp as api_keys
     from ..contacts.api import blp as contacts
-    return [contacts, api_keys]
+    from ..domains.api import blp as domains
+    from ..messages.api import blp as messages
+    from ..suppressions.api import blp as suppressions
+    from ..templates.api import blp as templates
+    return [messages, templates, contacts, suppressions, domains, api_keys]
 
 
 def register_api(app: Flask) -> None:

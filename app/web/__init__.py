@@ -16,6 +16,11 @@ def register_web(app: Flask) -> None:
     from ..accounts import views as accounts_views
     from ..apikeys import views as apikeys_views
     from ..contacts import views as contacts_views
+    from ..domains import views as domains_views
+    from ..messages import views as messages_views
+    from ..suppressions import views as suppressions_views
+    from ..templates import views as templates_views
+    from ..tracking import views as tracking_views
     from ..requestlog import views as requestlog_views
     from . import auth, views
     from .access import can
@@ -23,7 +28,8 @@ def register_web(app: Flask) -> None:
 
     auth.init_app(app)
     app.register_blueprint(views.bp)
-    for module in (apikeys_views, contacts_views, requestlog_views, accounts_views):
+    for module in (apikeys_views, contacts_views, requestlog_views, accounts_views, messages_views,
+                   templates_views, suppressions_views, domains_views, tracking_views):
         app.register_blueprint(module.bp)
 
     app.add_template_global(NAV, "nav_sections")
