@@ -70,6 +70,13 @@ class Config:
         # Keys that decrypt secrets stored at rest (DKIM private keys …): the first encrypts, every one
         # decrypts, so a key can be rotated.  Default: derived from SECRET_KEY.
         self.ENCRYPTION_KEYS = [k.strip() for k in env.get("ENCRYPTION_KEYS", "").split(",") if k.strip()]
+        # Sending domains' DNS records: the SPF `include:` host, the MX the return-path subdomain points at
+        # (where bounces arrive), and the tracking CNAME target.  Defaults derive from BASE_URL's host.
+        from urllib.parse import urlsplit
+        _base_host = (urlsplit(self.BASE_URL).hostname or "localhost").lower()
+        self.SPF_INCLUDE = (env.get("SPF_INCLUDE") or f"spf.{_base_host}").strip().rstrip(".").lower()
+        self.INBOUND_MX_HOST = (env.get("INBOUND_MX_HOST") or _base_host).strip().rstrip(".").lower()
+        self.TRACKING_HOST = (env.get("TRACKING_HOST") or _base_host).strip().rstrip(".").lower()
         # Delivery: the envelope sender of live mail is bounces+<token>@RETURN_PATH_DOMAIN when set, else
         # on the sending domain's return-path host (the `return_path` record of its DNS).
         self.SMTP_HELO_NAME = env.get("SMTP_HELO_NAME") or None

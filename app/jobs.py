@@ -69,10 +69,45 @@ def enqueue_after_commit(func, *args, queue_name: str = "default", job_options: 
         _Pending(queue_name, func, args, kwargs, dict(job_options or {}), session.get_nested_transaction()))
 
 
+def nudge_after_commit(func, *, key: str, queue_name: str = "default", ttl: int = 30) -> None:
+    """Enqueue ``func()`` after commit unless a nudge with ``key`` is already waiting in the queue.
+
+    For dispatchers that claim *all* due work from the database: a thousand sends committed in a second
+    need one job, not a thousand.  The job calls ``clear_nudge(key)`` as it starts, so work committed after
+    it claimed gets a new nudge; ``ttl`` bounds the damage of a nudge lost with a dead worker (the cron
+    sweeper re-nudges anything due)."""
+    enqueue_after_commit(func, queue_name=queue_name, job_options={"_nudge": (key, ttl)})
+
+
+def enqueue_at_after_commit(when, func, *args, queue_name: str = "default", **kwargs) -> None:
+    """Like ``enqueue_after_commit``, but run by RQ's scheduler at ``when`` (naive UTC)."""
+    enqueue_after_commit(func, *args, queue_name=queue_name, job_options={"_at": when}, **kwargs)
+
+
+def clear_nudge(key: str) -> None:
+    redis.client.delete(redis.key("nudge", key))
+
+
 def _enqueue_now(pending: list[_Pending]) -> None:
     by_queue: dict[str, list] = {}
     for p in pending:
-        by_queue.setdefault(p.queue_name, []).append(Queue.prepare_data(p.func, p.args, p.kwargs, **p.options))
+        options = dict(p.options)
+        nudge = options.pop("_nudge", None)
+        at = options.pop("_at", None)
+        try:
+            if nudge is not None:
+                key, ttl = nudge
+                if not redis.client.set(redis.key("nudge", key), "1", nx=True, ex=ttl):
+                    continue  # one is already waiting
+            if at is not None:
+                from datetime import timezone
+                queue(p.queue_name).enqueue_at(at.replace(tzinfo=timezone.utc), p.func, *p.args, **p.kwargs,
+                                               **options)
+                continue
+        except Exception:
+            log.exception("could not enqueue %s after commit", getattr(p.func, "__name__", p.func))
+            continue
+        by_queue.setdefault(p.queue_name, []).append(Queue.prepare_data(p.func, p.args, p.kwargs, **options))
     for name, datas in by_queue.items():
         try:
             queue(name).enqueue_many(datas)  # one pipelined round trip per queue

@@ -30,6 +30,7 @@ API_PREFIX = "/api/v1"
 PUBLIC_PATHS = {f"{API_PREFIX}/openapi.json", f"{API_PREFIX}/postman.json"}
 PUBLIC_PREFIXES = (f"{API_PREFIX}/docs",)
 MUTATING = {"POST", "PATCH", "PUT", "DELETE"}
+BODY_IDEMPOTENCY_PATHS = {f"{API_PREFIX}/messages"}
 LOG_BODY_LIMIT = 4096
 _SECRETS = re.compile(r"(sk_(?:live|test)_|whsec_)[A-Za-z0-9+/=_-]{6,}")
 _VERSION_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -89,6 +90,7 @@ def _api_before():
 
     if request.method in MUTATING:
         body = request.get_data(cache=True)
+        parsed = None
         if body:
             if request.mimetype == "application/json" or request.mimetype.endswith("+json"):
                 try:
@@ -99,6 +101,10 @@ def _api_before():
             elif request.mimetype != "multipart/form-data":
                 raise ValidationError("Send the body as application/json.", status=415, param="Content-Type")
         key = request.headers.get("Idempotency-Key")
+        if key is None and request.path in BODY_IDEMPOTENCY_PATHS and body:
+            # API.md 1: `POST /messages` also takes the key as the body field `idempotency_key`.
+            candidate = parsed.get("idempotency_key") if isinstance(parsed, dict) else None
+            key = candidate if isinstance(candidate, str) and 0 < len(candidate) <= 255 else None
         if key is not None:
             digest = idempotency.fingerprint(request.method, request.path, body)
             replay = idempotency.claim(g.tenant.organization_id, g.tenant.mode, key.strip(), digest)

@@ -7,6 +7,7 @@ import os
 
 from rq import cron
 
+from app.delivery.tasks import sweep_email
 from app.system.tasks import HEARTBEAT_INTERVAL, purge_expired, record_heartbeat
 
 PREFIX = os.environ.get("RQ_QUEUE_PREFIX", "")
@@ -16,3 +17,5 @@ PREFIX = os.environ.get("RQ_QUEUE_PREFIX", "")
 cron.register(record_heartbeat, queue_name=PREFIX + "high", interval=HEARTBEAT_INTERVAL,
               ttl=2 * HEARTBEAT_INTERVAL, result_ttl=600)
 cron.register(purge_expired, queue_name=PREFIX + "low", interval=3600, job_timeout=1800)
+# The delivery sweeper: retries whose time has come, scheduled sends, work a dead worker left behind.
+cron.register(sweep_email, queue_name=PREFIX + "high", interval=30, ttl=60, result_ttl=600)

@@ -1,0 +1,78 @@
+"""RQ jobs of the email pipeline.
+
+``dispatch_email`` is a nudge: it claims whatever is due from the database, in batches, until nothing is
+left or its time budget is spent (then it re-nudges itself, so long queues are shared fairly with other
+jobs).  A batch that came back full nudges once more before it is delivered, so a second worker joins in.
+Accepting messages nudges after commit (coalesced: one waiting nudge at a time); ``sweep_email`` (cron,
+every 30 s) re-queues work a dead worker left behind and nudges if anything is due — the enqueue is
+never the only record of work to do.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from ..extensions import db
+from ..jobs import clear_nudge, job, queue
+from . import service
+
+log = logging.getLogger(__name__)
+
+DISPATCH_NUDGE = "dispatch-email"
+TIME_BUDGET = 50.0  # seconds per job: under RQ's default 180 s timeout, and fair to other queued jobs
+JOB_TIMEOUT = 180
+
+
+def _nudge() -> None:
+    from ..extensions import redis
+    if redis.client.set(redis.key("nudge", DISPATCH_NUDGE), "1", nx=True, ex=30):
+        queue("high").enqueue(dispatch_email, job_timeout=JOB_TIMEOUT)
+
+
+@job
+def dispatch_email(batch_size: int = service.BATCH_SIZE) -> dict:
+    """Deliver every due email, batch by batch.  Idempotent: the claim decides who sends what."""
+    clear_nudge(DISPATCH_NUDGE)
+    started = time.monotonic()
+    deliverer = service.Deliverer()
+    totals: dict[str, int] = {}
+    try:
+        while True:
+            ids = service.claim_due(batch_size)
+            if not ids:
+                break
+            if len(ids) == batch_size:
+                _nudge()  # more is waiting: let another worker help
+            counts = deliverer.deliver(ids)
+            for key, value in counts.items():
+                totals[key] = totals.get(key, 0) + value
+            if time.monotonic() - started > TIME_BUDGET:
+                _nudge()
+                break
+    finally:
+        deliverer.close()
+    if totals:
+        log.info("dispatch_email: %s", totals)
+    return totals
+
+
+@job
+def promote_scheduled() -> int:
+    """Scheduled sends whose time has come → queued; then deliver them."""
+    count = service.promote_scheduled()
+    db.session.commit()
+    if count:
+        _nudge()
+    return count
+
+
+@job
+def sweep_email() -> dict:
+    """Cron: requeue what dead workers left `sending`, promote due scheduled sends, nudge if work is due."""
+    stuck = service.requeue_stuck()
+    promoted = service.promote_scheduled()
+    db.session.commit()
+    due = service.due_count()
+    if due:
+        _nudge()
+    return {"requeued": stuck, "promoted": promoted, "due": due}
