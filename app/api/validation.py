@@ -57,9 +57,13 @@ def describe(messages, schema: Schema | None = None) -> tuple[str | None, str, s
         if location in {"json", "query", "querystring", "form", "files", "headers", "view_args"}:
             location_msgs = inner
     path, text = _first_error(location_msgs)
+    if len(path) >= 2 and path[-1] in ("key", "value") and isinstance(_field_at(schema, path[:-2]), fields.Dict):
+        path = path[:-1]  # marshmallow nests a Dict's errors as {key: {"value": [...]}}: name the key
     param = _param(path)
     field = _field_at(schema, path)
     code = getattr(field, "error_code", None) or "invalid_request"
+    if text == "Missing data for required field.":
+        code = "invalid_request"
     if text == "Unknown field.":
         message = f"Unknown field '{param}'."
     elif text == "Missing data for required field.":

@@ -255,8 +255,9 @@ class Deliverer:
         if outcome.status == "accepted":
             status = "sent" if relay else "delivered"
             results.events.append({**event, "type": "message.sent", "data": details})
-            if not relay:
-                results.events.append({**event, "type": "message.delivered", "data": details})
+            if not relay:  # a microsecond later, so the timeline orders them
+                results.events.append({**event, "type": "message.delivered", "data": details,
+                                       "occurred_at": now + timedelta(microseconds=1)})
         elif outcome.status == "deferred":
             first = message.queued_at or message.created_at
             if now - first >= self.max_age:
@@ -297,7 +298,7 @@ class Deliverer:
             self._record(message, r, outcome, "simulator", results, simulated=True)
             base = {"organization_id": message.organization_id, "mode": message.mode, "message_id": message.id,
                     "contact_id": message.contact_id, "recipient": r.address, "data": {"simulated": True}}
-            step = timedelta(milliseconds=1)
+            step = timedelta(microseconds=10)
             if scenario in ("opened", "clicked"):
                 results.events.append({**base, "type": "message.opened", "occurred_at": now + step,
                                        "data": {"simulated": True, "machine": False}})

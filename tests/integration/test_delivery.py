@@ -41,6 +41,8 @@ def mail(app, account, local_dns, smtp_sink):
     for name in ("example.org", "example.net"):
         local_dns.add(name, "MX", f"10 mx.{name}.")
         local_dns.add(f"mx.{name}", "A", "127.0.0.1")
+    dispatch(app)  # whatever earlier tests left queued (test mode: simulated), so counts below are ours
+    smtp_sink.reset()
     return smtp_sink
 
 
