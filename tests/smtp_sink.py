@@ -28,6 +28,8 @@ class Received:
     rcpt_tos: list[str]
     data: bytes
     peer: tuple
+    tls: bool = False
+    login: str | None = None
 
 
 class _Handler:
@@ -46,13 +48,15 @@ class _Handler:
             self.sink.sessions.add(id(session))
             if self.sink.reply_data_queue:
                 return self.sink.reply_data_queue.pop(0)
+            login = session.auth_data.login.decode() if getattr(session, "auth_data", None) else None
             self.sink.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
-                                               envelope.original_content or envelope.content, session.peer))
+                                               envelope.original_content or envelope.content, session.peer,
+                                               tls=session.ssl is not None, login=login))
         return "250 2.0.0 Ok: queued as TEST"
 
 
 class SmtpSink:
-    def __init__(self):
+    def __init__(self, **smtp_kwargs):
         self.port = free_port()
         self.messages: list[Received] = []
         self.reply_rcpt: dict[str, str] = {}
@@ -60,7 +64,7 @@ class SmtpSink:
         self.sessions: set[int] = set()
         self.lock = threading.Lock()
         self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port,
-                                     decode_data=False)
+                                     decode_data=False, **smtp_kwargs)
 
     def start(self) -> "SmtpSink":
         self.controller.start()
@@ -92,3 +96,56 @@ def smtp_sink(app, _smtp_sink_server, monkeypatch):
     monkeypatch.setitem(app.config, "SMTP_RELAY_URL", None)
     yield _smtp_sink_server
     _smtp_sink_server.reset()
+
+
+def self_signed_cert(directory) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 / localhost and its key, as PEM files in ``directory``."""
+    import datetime
+    import ipaddress
+    import os
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    with open(cert_path, "wb") as fh:
+        fh.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as fh:
+        fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                   serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.fixture(scope="session")
+def tls_sink(tmp_path_factory):
+    """A sink that offers STARTTLS and AUTH (only after TLS, as a real submission server does).  Its
+    certificate is self-signed: ``tls_sink.cert_path`` is what a client must trust."""
+    import ssl
+
+    from aiosmtpd.smtp import AuthResult
+
+    cert_path, key_path = self_signed_cert(str(tmp_path_factory.mktemp("tls")))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_path, key_path)
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        ok = auth_data.login == b"relay-user" and auth_data.password == b"relay-pass"
+        return AuthResult(success=ok, handled=False, auth_data=auth_data)
+
+    sink = SmtpSink(tls_context=context, authenticator=authenticator, auth_require_tls=True).start()
+    sink.cert_path = cert_path
+    yield sink
+    sink.stop()

@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from tests.dns_server import dns_server, local_dns  # noqa: F401
 from tests.helpers import assert_error
 from tests.integration.procs import ROOT, child_env
-from tests.smtp_sink import _smtp_sink_server, smtp_sink  # noqa: F401
+from tests.smtp_sink import _smtp_sink_server, smtp_sink, tls_sink  # noqa: F401
 
 SENDER_DOMAIN = "mail.acme-corp.com"
 FROM = f"Acme <hello@{SENDER_DOMAIN}>"
@@ -262,3 +262,35 @@ def test_a_real_worker_process_delivers(app, api, mail, local_dns):
     assert done.returncode == 0, done.stderr[-3000:]
     assert api.get(f"/messages/{msg['id']}").get_json()["status"] == "delivered", done.stderr[-3000:]
     assert [m.rcpt_tos for m in mail.messages] == [["proc@example.org"]]
+
+
+def test_mx_delivery_uses_starttls_when_offered(app, api, mail, tls_sink, monkeypatch):
+    """Opportunistic TLS to MX hosts: the self-signed certificate is not a reason to send in plain text."""
+    tls_sink.reset()
+    monkeypatch.setitem(app.config, "SMTP_PORT_OVERRIDE", tls_sink.port)
+    msg = send(api, to="secure@example.org")
+    dispatch(app)
+    assert api.get(f"/messages/{msg['id']}").get_json()["status"] == "delivered"
+    (received,) = tls_sink.messages
+    assert received.tls and received.login is None
+
+
+def test_relay_with_tls_and_auth_marks_messages_sent(app, api, mail, tls_sink, monkeypatch):
+    """Through SMTP_RELAY_URL the relay's acceptance is `sent`, not `delivered`: the relay delivers."""
+    tls_sink.reset()
+    monkeypatch.setenv("SSL_CERT_FILE", tls_sink.cert_path)  # the relay's certificate is verified
+    monkeypatch.setitem(app.config, "SMTP_RELAY_URL", f"smtp://relay-user:relay-pass@127.0.0.1:{tls_sink.port}")
+    msg = send(api, to="via-relay@example.com")
+    dispatch(app)
+    detail = api.get(f"/messages/{msg['id']}").get_json()
+    assert detail["status"] == "sent"
+    assert [e["type"] for e in detail["events"]] == ["message.queued", "message.sent"]
+    (received,) = tls_sink.messages
+    assert received.tls and received.login == "relay-user" and received.rcpt_tos == ["via-relay@example.com"]
+    assert mail.messages == []
+
+    monkeypatch.setitem(app.config, "SMTP_RELAY_URL", f"smtp://relay-user:wrong@127.0.0.1:{tls_sink.port}")
+    refused = send(api, to="denied@example.com")
+    dispatch(app)
+    detail = api.get(f"/messages/{refused['id']}").get_json()
+    assert detail["attempts"][0]["smtp_code"] == 535
