@@ -8,7 +8,8 @@ from tests.helpers import assert_error
 def theirs(other_api):
     contact = other_api.post("/contacts", json={"email": "theirs@example.com"}).get_json()["id"]
     key = other_api.post("/api-keys", json={"name": "theirs", "scope": "read"}).get_json()["id"]
-    return {"contact": contact, "key": key}
+    domain = other_api.post("/domains", json={"domain": "theirs.example.com"}).get_json()["id"]
+    return {"contact": contact, "key": key, "domain": domain}
 
 
 ENDPOINTS = [
@@ -19,6 +20,9 @@ ENDPOINTS = [
     ("PATCH", "/api-keys/{key}", {"name": "x"}),
     ("DELETE", "/api-keys/{key}", None),
     ("POST", "/api-keys/{key}/rotate", None),
+    ("GET", "/domains/{domain}", None),
+    ("DELETE", "/domains/{domain}", None),
+    ("POST", "/domains/{domain}/verify", None),
 ]
 
 
@@ -31,6 +35,8 @@ def test_lists_and_cursors_never_cross_tenants(api, theirs):
     assert theirs["contact"] not in [c["id"] for c in api.get("/contacts?limit=100").get_json()["data"]]
     assert_error(api.get(f"/contacts?starting_after={theirs['contact']}"), 400, "invalid_request", "starting_after")
     assert api.get("/contacts?email=theirs@example.com").get_json()["data"] == []
+    assert theirs["domain"] not in [d["id"] for d in api.get("/domains?limit=100").get_json()["data"]]
+    assert_error(api.get(f"/domains?starting_after={theirs['domain']}"), 400, "invalid_request", "starting_after")
 
 
 def test_test_key_does_not_see_live_objects(api, test_api):
