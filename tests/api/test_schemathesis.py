@@ -24,6 +24,7 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.engine import Status, events
 from sqlalchemy import select, update
 
+from tests.dns_server import dns_server, local_dns  # noqa: F401  (domain verification stays on loopback)
 from tests.helpers import make_account
 
 MAX_EXAMPLES = 25
@@ -131,7 +132,7 @@ def _describe(recorder, case_id, check) -> str:
     return "\n".join(lines)
 
 
-def test_api_conforms_to_its_openapi_document(app, live_key):
+def test_api_conforms_to_its_openapi_document(app, live_key, local_dns):
     secret, key_id = live_key
     config = SchemathesisConfig.from_dict({
         "seed": 20260601,
