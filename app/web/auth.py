@@ -5,6 +5,8 @@ Every mutating dashboard request is CSRF-checked before any view runs.
 """
 from __future__ import annotations
 
+import re
+
 from flask import Flask, Response, flash, g, redirect, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
@@ -151,7 +153,9 @@ def _same_section(path: str | None) -> str | None:
     if not path:
         return None
     parts = path.split("?", 1)[0].strip("/").split("/")
-    return "/" + parts[0] if len(parts) > 1 else path
+    if len(parts) > 1 and re.match(r"^[a-z]+_[A-Za-z0-9]{8,}$", parts[1]):
+        return "/" + parts[0]  # an object of this mode; `/messages/new` and the like exist in both
+    return path
 
 
 def init_app(app: Flask) -> None:
