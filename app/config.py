@@ -86,10 +86,19 @@ class Config:
         self.DELIVERY_RETRY_SCHEDULE = [int(x) for x in env.get(
             "DELIVERY_RETRY_SCHEDULE", "60,300,900,1800,3600,7200,10800,14400").split(",")]
         self.DELIVERY_MAX_AGE = int(env.get("DELIVERY_MAX_AGE", str(5 * 24 * 3600)))
+        # Webhooks: a failed delivery is retried after each of these delays, in seconds (≈ 27.6 h in all),
+        # then given up; an endpoint with no success for WEBHOOK_DISABLE_AFTER seconds is disabled.
+        self.WEBHOOK_RETRY_SCHEDULE = [int(x) for x in env.get(
+            "WEBHOOK_RETRY_SCHEDULE", "5,300,1800,7200,18000,36000,36000").split(",")]
+        self.WEBHOOK_TIMEOUT = float(env.get("WEBHOOK_TIMEOUT", "10"))
+        self.WEBHOOK_DISABLE_AFTER = int(env.get("WEBHOOK_DISABLE_AFTER", str(5 * 24 * 3600)))
+        self.WEBHOOK_CONCURRENCY = int(env.get("WEBHOOK_CONCURRENCY", "32"))
 
     def as_flask_config(self, instance_path: str) -> dict:
         db_url = self.DATABASE_URL or default_sqlite_url(instance_path)
-        engine_options: dict = {"pool_pre_ping": True}
+        # executemany as multi-row VALUES pages (psycopg2): the delivery worker's bulk UPDATEs of recipients
+        # and messages go in a few round trips instead of one per row.
+        engine_options: dict = {"pool_pre_ping": True, "executemany_mode": "values_plus_batch"}
         if db_url.startswith("sqlite"):
             engine_options = {"connect_args": {"timeout": 30, "check_same_thread": False}}
         cfg = {k: v for k, v in vars(self).items() if k.isupper()}

@@ -52,15 +52,19 @@ class SendContext:
         self._domains: dict[str, object] = {}
         self.suppressed: dict[str, str] = {}
         self.contacts: dict[str, Contact] = {}
+        self._looked_up: set[str] = set()
         if addresses:
             self.load(addresses)
 
     def load(self, addresses: set[str]) -> None:
+        """Look up suppressions and contacts for the addresses not looked up yet (a batch preloads all of
+        its addresses in one go, so the per-item calls find nothing left to do)."""
         from ..suppressions.service import suppressed
 
-        addresses = {a for a in addresses if a not in self.contacts}
+        addresses = addresses - self._looked_up
         if not addresses:
             return
+        self._looked_up |= addresses
         self.suppressed.update(suppressed("email", sorted(addresses)))
         chunk = sorted(addresses)
         for i in range(0, len(chunk), 1000):

@@ -42,17 +42,17 @@ def _soon(label: str, slug: str, icon: str) -> NavItem:
 NAV: list[tuple[str | None, list[NavItem]]] = [
     (None, [NavItem("Overview", "web.home", icon="home")]),
     ("Messaging", [
-        _soon("Messages", "messages", "send"),
-        _soon("Templates", "templates", "template"),
+        NavItem("Messages", "web_messages.index", blueprint="web_messages", icon="send"),
+        NavItem("Templates", "web_templates.index", blueprint="web_templates", icon="template"),
         _soon("Broadcasts", "broadcasts", "broadcast"),
     ]),
     ("Audience", [
         NavItem("Contacts", "web_contacts.index", blueprint="web_contacts", icon="contacts"),
         _soon("Lists", "lists", "list"),
-        _soon("Suppressions", "suppressions", "block"),
+        NavItem("Suppressions", "web_suppressions.index", blueprint="web_suppressions", icon="block"),
     ]),
     ("Deliverability", [
-        _soon("Domains", "domains", "globe"),
+        NavItem("Domains", "web_domains.index", blueprint="web_domains", icon="globe"),
         _soon("Webhooks", "webhooks", "hook"),
         _soon("Validation", "validation", "check"),
         _soon("Signals", "signals", "signal"),
@@ -74,12 +74,8 @@ COMING_SOON = {item.slug: item for _, items in NAV for item in items if item.soo
 
 # What each unbuilt section will do, so the placeholder page says something true and useful.
 SOON_TEXT = {
-    "messages": "Every email and SMS you send, with its delivery attempts and events.",
-    "templates": "Reusable email and SMS templates with variables and previews.",
     "broadcasts": "Send a message to a list or segment, with scheduling and live progress.",
     "lists": "Static lists and dynamic segments built from contact fields, tags and events.",
-    "suppressions": "Addresses that are never contacted: bounces, complaints, unsubscribes, erasures.",
-    "domains": "Sending domains with their DNS records (SPF, DKIM, return path) and verification.",
     "webhooks": "Endpoints that receive signed event notifications, with delivery history and retries.",
     "validation": "Check addresses before you send: syntax, MX records, disposable and role accounts.",
     "signals": "Retention signals: engagement scores and churn risk for every contact.",

@@ -41,6 +41,15 @@ ACCEPTED_REJECTIONS = [
     ("invalid_request", r"^(metadata|attributes)$", r"keys must be"),  # key length: no propertyNames in 3.0
     ("invalid_request", r"^email$", r"needs an email or a phone_number"),  # one of two fields
     ("invalid_request", r"^scopes$", r"'scopes' or a 'scope' preset"),  # one of two fields
+    ("invalid_request", r"^(html|text)$", r"template needs"),  # email needs html or text: one of two fields
+    ("invalid_template", r"^(subject|html|text|template_id)$", r".*"),  # mustache syntax is not a pattern
+    ("invalid_request", r"^variables\[\d+\]\.name$", r"declared twice"),  # uniqueness by a key
+    ("missing_variable", r"^variables\.", r".*"),  # depends on the stored template
+    ("invalid_request", r"^(html|subject|template_id)$", r"(Give|template)"),  # html/text or template_id
+    ("payload_too_large", r"^attachments$", r".*"),  # the 10 MiB total is across items
+    ("invalid_request", r"^attachments\[\d+\]\.content$", r"base64"),  # base64 is not a 3.0 format
+    ("invalid_request", r"^send_at$", r"30 days"),  # relative to now
+    ("invalid_request", r"^headers$", r"(header name|set by Postline)"),  # reserved names
 ]
 
 
