@@ -36,6 +36,12 @@ class _Handler:
     def __init__(self, sink: "SmtpSink"):
         self.sink = sink
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.sink.pipelining:  # aiosmtpd reads pipelined commands in order; advertise it like Postfix
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         reply = self.sink.reply_rcpt.get(address.lower())
         if reply:
@@ -56,8 +62,9 @@ class _Handler:
 
 
 class SmtpSink:
-    def __init__(self, **smtp_kwargs):
+    def __init__(self, pipelining: bool = True, **smtp_kwargs):
         self.port = free_port()
+        self.pipelining = pipelining
         self.messages: list[Received] = []
         self.reply_rcpt: dict[str, str] = {}
         self.reply_data_queue: list[str] = []
@@ -145,7 +152,8 @@ def tls_sink(tmp_path_factory):
         ok = auth_data.login == b"relay-user" and auth_data.password == b"relay-pass"
         return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
-    sink = SmtpSink(tls_context=context, authenticator=authenticator, auth_require_tls=True).start()
+    sink = SmtpSink(pipelining=False, tls_context=context, authenticator=authenticator,
+                    auth_require_tls=True).start()
     sink.cert_path = cert_path
     yield sink
     sink.stop()

@@ -294,3 +294,17 @@ def test_relay_with_tls_and_auth_marks_messages_sent(app, api, mail, tls_sink, m
     dispatch(app)
     detail = api.get(f"/messages/{refused['id']}").get_json()
     assert detail["attempts"][0]["smtp_code"] == 535
+
+
+def test_pipelined_envelope_keeps_each_recipients_answer(app, api, mail):
+    """With PIPELINING the envelope goes in one write; each RCPT still gets its own verdict."""
+    mail.reply_rcpt["nobody@example.org"] = "550 5.1.1 No such user"
+    mail.reply_rcpt["full@example.org"] = "452 4.2.2 Mailbox full"
+    msg = send(api, to=["ok@example.org", "nobody@example.org", "full@example.org"])
+    dispatch(app)
+    detail = api.get(f"/messages/{msg['id']}").get_json()
+    statuses = {r["address"]: r["status"] for r in detail["recipients"]}
+    assert statuses == {"ok@example.org": "delivered", "nobody@example.org": "bounced",
+                        "full@example.org": "deferred"}
+    assert detail["status"] == "queued"  # the deferred recipient is retried
+    assert [m.rcpt_tos for m in mail.messages] == [["ok@example.org"]]
