@@ -9,3 +9,4 @@ from .events.models import Event  # noqa: F401
 from .messages.models import DeliveryAttempt, Message, MessageAttachment, MessageRecipient  # noqa: F401
 from .suppressions.models import Suppression  # noqa: F401
 from .templates.models import Template, TemplateVersion  # noqa: F401
+from .webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint  # noqa: F401

@@ -1,7 +1,10 @@
 """The /api/v1 machinery and the table of API blueprints."""
 from __future__ import annotations
 
+import re
+
 from flask import Flask, jsonify
+from werkzeug.routing import BaseConverter
 
 API_DESCRIPTION = """\
 Postline's REST API: lifecycle email and SMS, audiences, validation, retention signals.
@@ -57,7 +60,23 @@ def blueprints():
     from ..messages.api import blp as messages
     from ..suppressions.api import blp as suppressions
     from ..templates.api import blp as templates
-    return [messages, templates, contacts, suppressions, domains, api_keys]
+    from ..webhooks.api import blp as webhooks
+    return [messages, templates, contacts, suppressions, domains, api_keys, webhooks]
+
+
+class ObjectIdConverter(BaseConverter):
+    """``<oid("msg"):message_id>``: a path segment that is an id with that prefix.  A resource whose
+    sub-paths are words (``/messages/email``, ``/messages/batch``) then never also matches them as ids,
+    so ``GET /messages/email`` is a 405 with the true ``Allow`` rather than a 404 for an id ``email``."""
+
+    def __init__(self, url_map, prefix: str):
+        super().__init__(url_map)
+        self.prefix = prefix
+        self.regex = re.escape(prefix) + r"_[A-Za-z0-9]{1,64}"
+
+
+def _oid_schema(converter: ObjectIdConverter) -> dict:
+    return {"type": "string", "pattern": f"^{converter.prefix}_[A-Za-z0-9]+$", "example": f"{converter.prefix}_4fJ9"}
 
 
 def register_api(app: Flask) -> None:
@@ -65,7 +84,9 @@ def register_api(app: Flask) -> None:
     from .postman import collection_from_spec
 
     app.config.setdefault("API_SPEC_OPTIONS", API_SPEC_OPTIONS)
+    app.url_map.converters["oid"] = ObjectIdConverter
     api.init_app(app)
+    api.register_converter(ObjectIdConverter, _oid_schema)
     for blp in blueprints():
         api.register_blueprint(blp)
 

@@ -25,7 +25,9 @@ from .models import IdempotencyRecord
 MAX_KEY_LENGTH = 255
 _table = IdempotencyRecord.__table__
 # Headers worth replaying; rate-limit and request-id headers belong to the replaying request.
-_REPLAYED_HEADERS = ("Content-Type", "Location")
+# X-Request-Id is kept to be replayed as `Original-Request` (as Stripe does): the replay has a request id
+# of its own, and a replayed error body names the request that produced it.
+_REPLAYED_HEADERS = ("Content-Type", "Location", "X-Request-Id")
 
 
 @dataclass

@@ -109,8 +109,12 @@ def _api_before():
             digest = idempotency.fingerprint(request.method, request.path, body)
             replay = idempotency.claim(g.tenant.organization_id, g.tenant.mode, key.strip(), digest)
             if replay is not None:
-                resp = Response(replay.body, status=replay.status, headers=replay.headers)
+                headers = dict(replay.headers)
+                original = headers.pop("X-Request-Id", None)
+                resp = Response(replay.body, status=replay.status, headers=headers)
                 resp.headers["Idempotent-Replayed"] = "true"
+                if original:
+                    resp.headers["Original-Request"] = original
                 g.idempotency_replayed = True
                 return resp
             g.idempotency_key = key.strip()

@@ -5,6 +5,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import NotFound, ValidationError
+from ..events.service import record_event
 from ..extensions import db
 from ..sqlhelpers import json_array_contains
 from .models import Contact
@@ -41,6 +42,13 @@ def _apply(contact: Contact, data: dict) -> None:
         contact.metadata_ = data["metadata"]
 
 
+def _record(type_: str, contact: Contact) -> None:
+    """``contact.created|updated|deleted`` on the event backbone (webhooks, timelines), with the contact."""
+    from .schemas import ContactSchema
+    record_event(type_, contact_id=contact.id, recipient=contact.email or contact.phone_number,
+                 data=ContactSchema().dump(contact))
+
+
 def _find_for_upsert(email: str | None, phone: str | None) -> Contact | None:
     if email:
         return db.session.execute(select(Contact).where(Contact.email == email)).scalar_one_or_none()
@@ -68,9 +76,11 @@ def upsert_contact(data: dict) -> tuple[Contact, bool]:
             if existing is None:
                 raise
         else:
+            _record("contact.created", contact)
             return contact, True
     _apply(existing, data)
     db.session.flush()
+    _record("contact.updated", existing)
     return existing, False
 
 
@@ -101,10 +111,12 @@ def update_contact(contact_id: str, data: dict) -> Contact:
     except IntegrityError:
         from ..errors import Conflict
         raise Conflict("Another contact already has this email.", code="duplicate_contact", param="email") from None
+    _record("contact.updated", contact)
     return contact
 
 
 def delete_contact(contact_id: str) -> str:
     contact = get_contact(contact_id)
+    _record("contact.deleted", contact)
     db.session.execute(delete(Contact).where(Contact.id == contact.id))
     return contact.id

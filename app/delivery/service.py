@@ -68,10 +68,12 @@ def claim_due(limit: int = BATCH_SIZE, now: datetime | None = None) -> list[str]
                                     Message.next_attempt_at <= now)
            .order_by(Message.next_attempt_at).limit(limit))
     if db.engine.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
+        # A MATERIALIZED CTE runs the locking SELECT exactly once (as a plain IN-subquery the planner may
+        # rescan it, and a rescan under SKIP LOCKED can hand back more rows than LIMIT).
+        due = select(due.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED").c.id)
     with unscoped():
         ids = db.session.execute(
-            update(Message).where(Message.id.in_(due.scalar_subquery()), Message.status == "queued")
+            update(Message).where(Message.id.in_(due), Message.status == "queued")
             .values(status="sending", claimed_at=now).returning(Message.id)
             .execution_options(synchronize_session=False)).scalars().all()
     db.session.commit()

@@ -91,7 +91,7 @@ class BatchMessages(MethodView):
         return service.send_email_batch(items)
 
 
-@blp.route("/<message_id>")
+@blp.route('/<oid("msg"):message_id>')
 class MessageById(MethodView):
     @require_scope("messages.read")
     @blp.response(200, MessageDetailSchema)
@@ -100,7 +100,7 @@ class MessageById(MethodView):
         return service.message_detail(message_id)
 
 
-@blp.route("/<message_id>/cancel")
+@blp.route('/<oid("msg"):message_id>/cancel')
 class MessageCancel(MethodView):
     @require_scope("messages.send")
     @blp.response(200, MessageSchema)

@@ -114,7 +114,7 @@ class AttachmentSchema(Schema):
 
 class _Tags(fields.List):
     def __init__(self, **kwargs):
-        super().__init__(fields.String(validate=[validate.Length(min=1, max=100), no_newlines]),
+        super().__init__(fields.String(validate=validate.Length(min=1, max=100)),
                          validate=validate.Length(max=20), **kwargs)
 
 
@@ -148,9 +148,9 @@ class EmailSendSchema(Schema):
     @validates_schema
     def _content(self, data, **kwargs):
         if not data.get("template_id") and not (data.get("html") or data.get("text")):
-            raise ValidationError("Give html, text, or a template_id.", "html")
+            raise ValidationError("is required: give html, text, or a template_id.", "html")
         if data.get("template_id") and (data.get("html") or data.get("text")):
-            raise ValidationError("Give either a template_id or html/text, not both.", "template_id")
+            raise ValidationError("cannot be combined with html or text: give one or the other.", "template_id")
         if not data.get("template_id") and data.get("subject") is None:
             raise ValidationError("Missing data for required field.", "subject")
         for name in (data.get("headers") or {}):
@@ -165,7 +165,9 @@ class GenericSendSchema(Schema):
 
     channel = fields.String(required=True, validate=validate.OneOf(CHANNELS))
     idempotency_key = fields.String(required=True, validate=validate.Length(min=1, max=255))
-    destination = fields.Raw(required=True, metadata={"description": "Email: an address (or list); SMS: E.164."})
+    destination = fields.Raw(required=True, metadata={
+        "description": "Email: an address, `{email, name}`, or a list of them; SMS: an E.164 number.",
+        "oneOf": [{"type": "string"}, {"type": "object"}, {"type": "array", "items": {}}]})
     payload = fields.Dict(load_default=dict, metadata={
         "description": "Email: from, subject, html, text, cc, bcc, reply_to, headers, attachments."})
     message_type = fields.String(load_default="transactional", validate=validate.OneOf(MESSAGE_TYPES))
@@ -182,7 +184,7 @@ class BatchItemsSchema(Schema):
     items = fields.List(fields.Dict(), validate=validate.Length(min=1, max=MAX_BATCH),
                         metadata={"description": "Full `POST /messages/email` bodies."})
     template_id = fields.String(validate=validate.Length(max=32))
-    from_ = fields.Raw(data_key="from")
+    from_ = Address(data_key="from")
     subject = fields.String(validate=[validate.Length(max=998), no_newlines])
     message_type = fields.String(validate=validate.OneOf(MESSAGE_TYPES))
     tags = _Tags()

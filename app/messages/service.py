@@ -301,7 +301,10 @@ def send_email_batch(items: list[dict]) -> dict:
 
 def shared_batch_items(data: dict) -> list[dict]:
     """The shared form (`template_id`/`from`/`subject` + `messages: [{to, variables}]`) → full items."""
-    shared = {k: v for k, v in (("template_id", data.get("template_id")), ("from", data.get("from_")),
+    sender = data.get("from_")
+    if sender is not None:  # back to the wire form, so each item is checked by the one schema
+        sender = {"email": sender["email"], "name": sender["name"]} if sender.get("name") else sender["email"]
+    shared = {k: v for k, v in (("template_id", data.get("template_id")), ("from", sender),
                                 ("subject", data.get("subject")), ("message_type", data.get("message_type")),
                                 ("tags", data.get("tags")), ("metadata", data.get("metadata")))
               if v is not None}

@@ -19,3 +19,6 @@ cron.register(record_heartbeat, queue_name=PREFIX + "high", interval=HEARTBEAT_I
 cron.register(purge_expired, queue_name=PREFIX + "low", interval=3600, job_timeout=1800)
 # The delivery sweeper: retries whose time has come, scheduled sends, work a dead worker left behind.
 cron.register(sweep_email, queue_name=PREFIX + "high", interval=30, ttl=60, result_ttl=600)
+# The webhook sweeper: stuck deliveries, endpoints failing for days, due retries.
+from app.webhooks.tasks import sweep_webhooks  # noqa: E402
+cron.register(sweep_webhooks, queue_name=PREFIX + "default", interval=30, ttl=60, result_ttl=600)

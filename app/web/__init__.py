@@ -22,6 +22,7 @@ def register_web(app: Flask) -> None:
     from ..templates import views as templates_views
     from ..tracking import views as tracking_views
     from ..requestlog import views as requestlog_views
+    from ..webhooks import views as webhooks_views
     from . import auth, views
     from .access import can
     from .nav import NAV
@@ -29,7 +30,7 @@ def register_web(app: Flask) -> None:
     auth.init_app(app)
     app.register_blueprint(views.bp)
     for module in (apikeys_views, contacts_views, requestlog_views, accounts_views, messages_views,
-                   templates_views, suppressions_views, domains_views, tracking_views):
+                   templates_views, suppressions_views, domains_views, tracking_views, webhooks_views):
         app.register_blueprint(module.bp)
 
     app.add_template_global(NAV, "nav_sections")

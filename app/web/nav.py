@@ -53,7 +53,7 @@ NAV: list[tuple[str | None, list[NavItem]]] = [
     ]),
     ("Deliverability", [
         NavItem("Domains", "web_domains.index", blueprint="web_domains", icon="globe"),
-        _soon("Webhooks", "webhooks", "hook"),
+        NavItem("Webhooks", "web_webhooks.index", blueprint="web_webhooks", icon="hook"),
         _soon("Validation", "validation", "check"),
         _soon("Signals", "signals", "signal"),
     ]),

@@ -102,3 +102,22 @@ def test_delete(api):
     assert resp.get_json() == {"id": c["id"], "object": "contact", "deleted": True}
     assert_error(api.get(f"/contacts/{c['id']}"), 404, "not_found")
     assert_error(api.delete(f"/contacts/{c['id']}"), 404, "not_found")
+
+
+def test_contact_changes_are_recorded_as_events(app, api, account):
+    from sqlalchemy import select
+
+    from app.events.models import Event
+    from app.extensions import db
+    from app.tenancy import tenant_scope
+
+    created = api.post("/contacts", json={"email": "ev@example.com"}).get_json()
+    api.post("/contacts", json={"email": "ev@example.com", "first_name": "Eve"})
+    api.patch(f"/contacts/{created['id']}", json={"last_name": "Ng"})
+    api.delete(f"/contacts/{created['id']}")
+    with app.app_context(), tenant_scope(account["organization_id"], "live"):
+        events = db.session.execute(select(Event).where(Event.contact_id == created["id"])
+                                    .order_by(Event.occurred_at, Event.id)).scalars().all()
+        assert [e.type for e in events] == ["contact.created", "contact.updated", "contact.updated",
+                                            "contact.deleted"]
+        assert events[1].data["first_name"] == "Eve" and events[0].recipient == "ev@example.com"

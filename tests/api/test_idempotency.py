@@ -15,6 +15,7 @@ def test_replay_returns_original_answer(api):
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.get_json() == first.get_json()
     assert again.headers["X-Request-Id"] != first.headers["X-Request-Id"]
+    assert again.headers["Original-Request"] == first.headers["X-Request-Id"]
 
 
 def test_same_body_other_formatting_is_the_same_request(api):

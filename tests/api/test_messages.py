@@ -227,3 +227,43 @@ def test_scopes(client, app, account):
     reader = ApiClient(client, resp.get_json()["secret"])
     assert_error(send(reader, to="a@example.com"), 403, "forbidden")
     assert reader.get("/messages").status_code == 200
+
+
+def test_concurrent_claims_are_disjoint_and_bounded(app, test_api):
+    """Several dispatchers claiming at once never take the same message, nor more than they asked for."""
+    import threading
+
+    from app.delivery.service import claim_due
+    from app.extensions import db
+    from app.messages.models import Message
+    from app.tenancy import unscoped
+    from sqlalchemy import update
+
+    dispatch(app)  # earlier tests' leftovers
+    items = [{"from": FROM, "to": f"c{i}@example.com", "subject": "s", "text": "t"} for i in range(120)]
+    assert test_api.post("/messages/batch", json={"items": items}).get_json()["queued"] == 120
+    claimed: list[list[str]] = []
+    lock = threading.Lock()
+
+    def worker():
+        with app.app_context():
+            while True:
+                ids = claim_due(7)
+                if not ids:
+                    break
+                assert len(ids) <= 7
+                with lock:
+                    claimed.append(ids)
+            db.session.remove()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    flat = [i for ids in claimed for i in ids]
+    assert len(flat) == len(set(flat)) >= 120
+    with app.app_context(), unscoped():  # hand them back to the dispatcher and let it finish them
+        db.session.execute(update(Message).where(Message.id.in_(flat)).values(status="queued"))
+        db.session.commit()
+    dispatch(app)

@@ -1,0 +1,165 @@
+#!/usr/bin/env -S sh -c 'exec "$(dirname "$0")/../.venv/bin/python" "$0" "$@"'
+"""Per-message cost of each step of delivery, measured alone in one process (wall and CPU µs/message).
+
+    .venv/bin/python bench/delivery_parts.py
+
+Steps, with the app's own code where it exists: build_message (app.delivery.mime), DkimSigner.sign (whole,
+and the RSA private-key operation alone), one SMTP transaction into smtp-sink over one reused connection
+with smtplib as app.delivery.smtp drives it (MAIL, RCPT, DATA, body: 4 round trips) and the same with
+PIPELINING (RFC 2920: MAIL+RCPT+DATA in one write, then the body: 2 round trips), and the bookkeeping
+UPDATE of 200 rows on PostgreSQL as the worker writes it (SQLAlchemy executemany on psycopg2: one round
+trip per row) against ``executemany_mode='values_plus_batch'`` and one ``UPDATE … FROM (VALUES …)``.
+The CPU column is this process's CPU time, so it holds even on a busy machine; wall includes waiting for
+the server (smtp-sink, PostgreSQL) on loopback.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+
+sys.path.insert(0, str(C.ROOT))
+
+
+def timeit(fn, n: int) -> tuple[float, float]:
+    fn()  # warm
+    w0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - w0) / n * 1e6, (time.process_time() - c0) / n * 1e6
+
+
+def main() -> int:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from app.delivery.mime import DkimSigner, build_message, new_message_id_header
+    from app.delivery.smtp import ConnectionPool, Route, send_transaction
+    from delivery import item
+
+    C.terminate_on_sigterm()
+    run = C.Run("parts", C.ROOT / "bench" / "out" / time.strftime("parts-%Y%m%d-%H%M%S"))
+    rows = []
+    try:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+        signer = DkimSigner("bench", "bench.example.com", pem)
+        it = item(1)
+
+        def build():
+            return build_message(from_email="receipts@bench.example.com", from_name="Bench Receipts",
+                                 to=[it["to"]], cc=[], reply_to=[], subject=it["subject"], html=it["html"],
+                                 text=it["text"], headers={}, attachments=[],
+                                 message_id_header=new_message_id_header("bench.example.com"))
+        data = build()
+        signed = signer.sign(data) + data
+        rows.append(("build_message (app.delivery.mime)", *timeit(build, 2000)))
+        rows.append(("DkimSigner.sign (whole)", *timeit(lambda: signer.sign(data), 2000)))
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding, utils
+        digest = b"\x01" * 32
+        rows.append(("  RSA-2048 private-key op alone (cryptography/OpenSSL)",
+                     *timeit(lambda: signer.key.sign(digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256())),
+                             2000)))
+        rows.append(("make_msgid (Message-ID header)", *timeit(lambda: new_message_id_header("bench.example.com"),
+                                                               5000)))
+
+        # --- SMTP ---------------------------------------------------------------------------------------
+        sink = C.which("smtp-sink", "/usr/sbin/smtp-sink")
+        port = C.free_port()
+        user = ["-u", "postfix"] if os.geteuid() == 0 else []
+        run.spawn("smtp-sink", [sink, *user, f"127.0.0.1:{port}", "1000"], env=dict(os.environ), stop_grace=3)
+        C.wait_port(port)
+        pool = ConnectionPool("bench.localhost", 30.0, None)
+        route = Route([("127.0.0.1", "127.0.0.1", port)], relay=True)
+
+        def smtp_tx():
+            result = send_transaction(pool, route, "bounces+x@pl-bounces.bench.example.com",
+                                      ["user1@example.org"], signed)
+            assert result.outcomes["user1@example.org"].status == "accepted", result
+        rows.append(("SMTP transaction, smtplib, reused connection (4 round trips)", *timeit(smtp_tx, 3000)))
+        pool.close()
+
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        f = sock.makefile("rb")
+
+        def reply():
+            while True:
+                line = f.readline()
+                if line[3:4] != b"-":
+                    return line
+        reply()
+        sock.sendall(b"EHLO bench.localhost\r\n")
+        reply()
+        body = signed.replace(b"\r\n.", b"\r\n..") + b".\r\n"
+
+        def pipelined():
+            sock.sendall(b"MAIL FROM:<bounces+x@pl-bounces.bench.example.com>\r\nRCPT TO:<user1@example.org>\r\n"
+                         b"DATA\r\n")
+            for _ in range(3):
+                reply()
+            sock.sendall(body)
+            assert reply()[:3] == b"250"
+        rows.append(("SMTP transaction, PIPELINING, reused connection (2 round trips)", *timeit(pipelined, 3000)))
+        sock.close()
+
+        # --- SQL ----------------------------------------------------------------------------------------
+        import sqlalchemy as sa
+        url = run.create_database().replace("postgresql://", "postgresql+psycopg2://")
+        n_rows = 200
+        for label, opts in (("UPDATE 200 rows by id, executemany (as _write; default mode)", {}),
+                            ("UPDATE 200 rows, executemany_mode='values_plus_batch'",
+                             {"executemany_mode": "values_plus_batch"})):
+            engine = sa.create_engine(url, **opts)
+            meta = sa.MetaData()
+            t = sa.Table("t", meta, sa.Column("id", sa.String(32), primary_key=True), sa.Column("status", sa.String(20)),
+                         sa.Column("n", sa.Integer), sa.Column("resp", sa.Text))
+            meta.drop_all(engine)
+            meta.create_all(engine)
+            with engine.begin() as conn:
+                conn.execute(t.insert(), [{"id": f"id{i}", "status": "sending", "n": 0, "resp": ""}
+                                          for i in range(n_rows)])
+            stmt = t.update().where(t.c.id == sa.bindparam("b_id")).values(
+                status=sa.bindparam("b_status"), n=sa.bindparam("b_n"), resp=sa.bindparam("b_resp"))
+            params = [{"b_id": f"id{i}", "b_status": "sent", "b_n": 1, "b_resp": "250 2.0.0 Ok: queued as X"}
+                      for i in range(n_rows)]
+
+            def upd():
+                with engine.begin() as conn:
+                    conn.execute(stmt, params)
+            w, c = timeit(upd, 20)
+            rows.append((label, w / n_rows, c / n_rows))
+            if not opts:
+                def values_update():
+                    with engine.begin() as conn:
+                        conn.exec_driver_sql(
+                            "UPDATE t SET status = v.status, n = v.n, resp = v.resp FROM (VALUES "
+                            + ",".join(["(%s,%s,%s,%s)"] * n_rows) + ") AS v(id, status, n, resp) WHERE t.id = v.id",
+                            tuple(x for p in params for x in (p["b_id"], p["b_status"], p["b_n"], p["b_resp"])))
+                w, c = timeit(values_update, 20)
+                rows.append(("UPDATE 200 rows, one UPDATE … FROM (VALUES …)", w / n_rows, c / n_rows))
+            engine.dispose()
+
+        print()
+        print(f"== delivery steps, per message — {C.machine()['nproc']} × {C.machine()['cpu']}, "
+              f"load average {os.getloadavg()[0]:.1f}")
+        print(f"{'step':66} {'wall µs':>9} {'CPU µs':>9}")
+        for label, w, c in rows:
+            print(f"{label:66} {w:9.0f} {c:9.0f}")
+        print(f"(signed sample message: {len(signed)} bytes)")
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        run.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
