@@ -98,10 +98,16 @@ def _multipart(subtype: str, parts: list[str]) -> str:
     return f'Content-Type: multipart/{subtype}; boundary="{boundary}"\r\n\r\n{body}'
 
 
-def build_message(*, from_email: str, from_name: str | None, to: list[dict], cc: list[dict],
-                  reply_to: list[dict], subject: str | None, html: str | None, text: str | None,
-                  headers: dict, attachments: list[dict], message_id_header: str,
-                  extra_headers: dict | None = None, date: float | None = None) -> bytes:
+def build_message(**kwargs) -> bytes:
+    """The RFC 5322 message as bytes (see ``build_parts``)."""
+    headers, body = build_parts(**kwargs)
+    return b"".join(name + b":" + value for name, value in headers) + b"\r\n" + body
+
+
+def build_parts(*, from_email: str, from_name: str | None, to: list[dict], cc: list[dict],
+                reply_to: list[dict], subject: str | None, html: str | None, text: str | None,
+                headers: dict, attachments: list[dict], message_id_header: str,
+                extra_headers: dict | None = None, date: float | None = None) -> tuple[list, bytes]:
     """The RFC 5322 message as bytes: CRLF line ends, lines ≤ 998 octets, 7-bit clean (non-ASCII is
     RFC 2047 / quoted-printable / base64 encoded), so any receiver accepts it without SMTPUTF8.
 
@@ -127,7 +133,14 @@ def build_message(*, from_email: str, from_name: str | None, to: list[dict], cc:
         body = _text_part(text or "", "plain")
     if attachments:
         body = _multipart("mixed", [body] + [_attachment_part(a) for a in attachments])
-    return ("\r\n".join(lines) + "\r\n" + body).encode("ascii")
+    # The top-level Content-* lines of the body are headers of the message too.
+    head, _, body = body.partition("\r\n\r\n")
+    lines.extend(head.split("\r\n"))
+    parsed = []
+    for line in lines:
+        name, _, value = line.partition(":")
+        parsed.append((name.encode("ascii"), value.encode("ascii") + b"\r\n"))
+    return parsed, body.encode("ascii")
 
 
 def new_message_id_header(domain: str) -> str:
@@ -145,6 +158,10 @@ class DkimSigner:
     def sign(self, message: bytes, timestamp: int | None = None) -> bytes:
         """The ``DKIM-Signature: …\\r\\n`` header line(s) to prepend to ``message``."""
         headers, body = dkim.rfc822_parse(message)
+        return self.sign_parts(headers, body, timestamp)
+
+    def sign_parts(self, headers: list, body: bytes, timestamp: int | None = None) -> bytes:
+        """``sign`` for a message still in parts (``build_parts``): no re-parsing of what was just built."""
         present = {name.lower() for name, _ in headers}
         include = [h for h in SIGNED_HEADERS if h in present]
         include.insert(include.index(b"from") + 1, b"from")  # over-sign From

@@ -29,7 +29,7 @@ from ..timeutil import utcnow
 from ..messages.models import DeliveryAttempt, Message, MessageAttachment, MessageRecipient
 from ..events.service import record_events
 from .classify import Outcome
-from .mime import DkimSigner, build_message, new_message_id_header
+from .mime import DkimSigner, build_parts, new_message_id_header
 from .smtp import ConnectionPool, Router, default_helo, send_transaction
 
 log = logging.getLogger(__name__)
@@ -222,12 +222,13 @@ class Deliverer:
                 extra = list_unsubscribe_headers(message.organization_id, message.mode, message.id,
                                                  rcpts[0].address)
             if marketing or base is None:
-                data = build_message(
+                headers, body = build_parts(
                     from_email=message.from_email, from_name=message.from_name, to=to, cc=cc,
                     reply_to=message.reply_to or [], subject=message.subject, html=message.html,
                     text=message.text, headers=message.headers or {}, attachments=files,
                     message_id_header=message.message_id_header, extra_headers=extra)
-                data = signer.sign(data) + data
+                data = (signer.sign_parts(headers, body)
+                        + b"".join(name + b":" + value for name, value in headers) + b"\r\n" + body)
                 if not marketing:
                     base = data
             else:
