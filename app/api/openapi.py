@@ -176,8 +176,9 @@ class ConventionsPlugin(BasePlugin):
                     resp.setdefault("headers", {}).update(_success_headers(method))
             operation["responses"] = dict(sorted(responses.items(), key=lambda kv: (kv[0] == "default", kv[0])))
 
-            # A PATCH without a body changes nothing and answers the object (webargs reads it as `{}`).
-            if method == "patch" and isinstance(operation.get("requestBody"), dict):
+            # A PATCH (or a partial PUT) without a body changes nothing and answers the object (webargs
+            # reads it as `{}`).
+            if method in ("patch", "put") and isinstance(operation.get("requestBody"), dict):
                 operation["requestBody"]["required"] = False
 
             parameters = operation.setdefault("parameters", [])

@@ -71,7 +71,7 @@ class TemplateVersions(MethodView):
 @blp.route("/<template_id>/render")
 class TemplateRender(MethodView):
     @require_scope("templates.read")
-    @blp.arguments(RenderRequestSchema)
+    @blp.arguments(RenderRequestSchema, required=False)
     @blp.response(200, RenderedSchema)
     def post(self, data, template_id):
         """Render a template without sending it: `{subject, html, text}`.

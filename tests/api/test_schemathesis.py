@@ -154,6 +154,10 @@ def test_api_conforms_to_its_openapi_document(app, client, live_key, local_dns):
     seed = client.post("/api/v1/webhooks", json={"url": "https://hooks.example.com/postline"},
                        headers={"Authorization": f"Bearer {secret}"})
     assert seed.status_code == 201, seed.get_json()
+    seed = client.post("/api/v1/templates", json={"name": "Welcome", "subject": "Hi {{name}}",
+                                                  "html": "<p>Hi {{name}}</p>"},
+                       headers={"Authorization": f"Bearer {secret}"})
+    assert seed.status_code == 201, seed.get_json()
     config = SchemathesisConfig.from_dict({
         "seed": 20260601,
         "cache": {"enabled": False},
