@@ -6,14 +6,16 @@ The preview renders unsaved form content with each variable's ``sample`` in a sa
 from __future__ import annotations
 
 import json
+import secrets
 
-from flask import Blueprint, current_app, flash, redirect, url_for
+from flask import Blueprint, abort, current_app, flash, g, make_response, redirect, url_for
 from flask_wtf import FlaskForm
 from marshmallow import ValidationError as SchemaError
 from wtforms import BooleanField, SelectChoice, SelectField, StringField, TextAreaField
 from wtforms.validators import Length
 
 from ..errors import DomainError
+from ..extensions import redis
 from ..api.validation import describe
 from ..web.access import org_required, require
 from ..web.forms import PostForm, add_error, apply_domain_error, apply_schema_errors
@@ -86,8 +88,40 @@ def _preview_of(data: dict) -> dict:
         return {"error": _schema_message(err.messages)}
     except DomainError as err:
         return {"error": err.message, "code": err.code, "param": err.param}
-    result["srcdoc"] = PREVIEW_HEAD + result["html"] if result.get("html") else None
+    result["src"] = _store_preview(PREVIEW_HEAD + result["html"]) if result.get("html") else None
     return result
+
+
+# The rendered preview is served as a document of its own, with its own CSP, so the email's inline styles
+# apply (a srcdoc document inherits the dashboard's CSP, which forbids them).  It lives in Redis for a few
+# minutes under an unguessable token bound to the organization.
+PREVIEW_TTL = 600
+PREVIEW_DOCUMENT_CSP = ("default-src 'none'; script-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+                        "font-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'self'")
+
+
+def _preview_key(token: str) -> str:
+    return redis.key("template-preview", g.organization.id, token)
+
+
+def _store_preview(document: str) -> str:
+    token = secrets.token_urlsafe(24)
+    redis.client.set(_preview_key(token), document.encode(), ex=PREVIEW_TTL)
+    return url_for("web_templates.preview_document", token=token)
+
+
+@bp.get("/preview/<token>")
+@org_required
+def preview_document(token):
+    document = redis.client.get(_preview_key(token)) if len(token) <= 64 else None
+    if document is None:
+        abort(404)
+    resp = make_response(document)
+    resp.headers["Content-Type"] = "text/html; charset=utf-8"
+    resp.headers["Content-Security-Policy"] = PREVIEW_DOCUMENT_CSP
+    resp.headers["X-Frame-Options"] = "SAMEORIGIN"
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
 
 
 def _schema_message(messages) -> str:

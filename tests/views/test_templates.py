@@ -4,6 +4,8 @@ from __future__ import annotations
 import html as htmllib
 import re
 
+import pytest
+
 from tests.views.conftest import csrf_from
 
 _IDS = re.compile(r'href="/templates/(tmpl_[A-Za-z0-9]+)"')
@@ -32,10 +34,25 @@ def _preview(user, client, **overrides):
     return client.post("/templates/preview", data=data, headers={"HX-Request": "true"})
 
 
+_CLIENT = []
+
+
 def _srcdoc(html: str) -> str:
-    match = re.search(r'<iframe id="preview-html"[^>]*\ssandbox\s[^>]*srcdoc="([^"]*)"', html)
+    """The preview iframe's document: fetched from its `src`, which serves it with its own CSP."""
+    match = re.search(r'<iframe id="preview-html"[^>]*\ssandbox\s[^>]*src="([^"]*)"', html)
     assert match, html[:2000]
-    return htmllib.unescape(match.group(1))
+    resp = _CLIENT[-1].get(htmllib.unescape(match.group(1)))
+    assert resp.status_code == 200 and "script-src 'none'" in resp.headers["Content-Security-Policy"]
+    assert "style-src 'unsafe-inline'" in resp.headers["Content-Security-Policy"]
+    return resp.get_data(as_text=True)
+
+
+@pytest.fixture(autouse=True)
+def _remember_client(request):
+    if "user" in request.fixturenames:
+        _CLIENT.append(request.getfixturevalue("user"))
+    yield
+    _CLIENT.clear()
 
 
 def test_nav_and_empty_list(user):
