@@ -70,6 +70,23 @@ def receiver():
     r.close()
 
 
+@pytest.fixture(autouse=True)
+def _no_leftover_deliveries(app):
+    """The dispatcher works across tenants: retries left by earlier tests (in this module or others whose
+    events reach endpoints) would count in this test's totals.  Settle them first."""
+    from sqlalchemy import update
+
+    from app.extensions import db
+    from app.tenancy import unscoped
+    from app.webhooks.models import WebhookDelivery
+
+    with app.app_context(), unscoped():
+        db.session.execute(update(WebhookDelivery).where(WebhookDelivery.status.in_(("pending", "sending")))
+                           .values(status="failed", next_attempt_at=None))
+        db.session.commit()
+    yield
+
+
 def run_dispatcher(app):
     from app.webhooks.tasks import dispatch_webhooks
     with app.app_context():

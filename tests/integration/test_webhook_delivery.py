@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from standardwebhooks import Webhook
 
-from tests.api.test_webhooks import Receiver, create, run_dispatcher
+from tests.api.test_webhooks import Receiver, _no_leftover_deliveries, create, run_dispatcher  # noqa: F401
 
 FROM = "Acme <hello@acme.example>"
 
