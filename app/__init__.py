@@ -21,6 +21,9 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.config.update(Config().as_flask_config(app.instance_path))
     if overrides:
         app.config.update(overrides)
+        if "SQLALCHEMY_DATABASE_URI" in overrides and "SQLALCHEMY_ENGINE_OPTIONS" not in overrides:
+            from .config import engine_options_for
+            app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options_for(overrides["SQLALCHEMY_DATABASE_URI"])
     logging.basicConfig(level=app.config["LOG_LEVEL"],
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

@@ -38,6 +38,16 @@ def default_sqlite_url(instance_path: str) -> str:
     return "sqlite:///" + os.path.join(instance_path, "postline.sqlite3")
 
 
+def engine_options_for(db_url: str) -> dict:
+    """SQLAlchemy engine options for this kind of database (the factory re-derives them when an override
+    changes the URL)."""
+    if db_url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 30, "check_same_thread": False}}
+    # executemany as multi-row VALUES pages (psycopg2): the delivery worker's bulk UPDATEs of recipients
+    # and messages go in a few round trips instead of one per row.
+    return {"pool_pre_ping": True, "executemany_mode": "values_plus_batch"}
+
+
 class Config:
     """Everything the app reads from the environment.  Built once per app in the factory."""
 
@@ -96,11 +106,7 @@ class Config:
 
     def as_flask_config(self, instance_path: str) -> dict:
         db_url = self.DATABASE_URL or default_sqlite_url(instance_path)
-        # executemany as multi-row VALUES pages (psycopg2): the delivery worker's bulk UPDATEs of recipients
-        # and messages go in a few round trips instead of one per row.
-        engine_options: dict = {"pool_pre_ping": True, "executemany_mode": "values_plus_batch"}
-        if db_url.startswith("sqlite"):
-            engine_options = {"connect_args": {"timeout": 30, "check_same_thread": False}}
+        engine_options = engine_options_for(db_url)
         cfg = {k: v for k, v in vars(self).items() if k.isupper()}
         cfg.update(
             SQLALCHEMY_DATABASE_URI=db_url,
