@@ -9,7 +9,7 @@ counts CPU time; × nproc is the machine's signing limit) and ``smtp-source`` (m
 (created + dropped), an empty Redis db number with unique prefixes, migrations, an account, a sending
 domain created by the service (real RSA-2048 DKIM key) and marked verified in SQL, N messages accepted
 with ``send_email_batch`` (1,000 per call, what ``POST /api/v1/messages/batch`` runs), then two
-``worker.py high`` processes and one ``dispatch_email`` enqueue; the clock runs from that enqueue until no
+``worker.py high default`` processes and one ``dispatch_email`` enqueue; the clock runs from that enqueue until no
 message is queued/sending (polled in SQL).  Everything is stopped and removed at the end, even on Ctrl-C.
 
 Needs: ``apt-get install postfix`` (for /usr/sbin/smtp-sink and smtp-source), PostgreSQL and Redis on
@@ -167,7 +167,8 @@ def main() -> int:
             redis.client.delete(redis.key("nudge", DISPATCH_NUDGE))
 
             # --- workers ----------------------------------------------------------------------------------
-            workers = [run.spawn(f"worker{n}", [C.PYTHON, "worker.py", "high", "--name", f"{run.tag}-w{n}"],
+            # `high` for the first nudge, `default` for the dispatcher's continuations (app/delivery/tasks.py).
+            workers = [run.spawn(f"worker{n}", [C.PYTHON, "worker.py", "high", "default", "--name", f"{run.tag}-w{n}"],
                                  stop_grace=15) for n in range(1, args.workers + 1)]
             from rq import Worker
             deadline = time.monotonic() + 60
