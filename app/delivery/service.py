@@ -183,9 +183,20 @@ class Deliverer:
                 continue
             if message.mode == "test":
                 self._simulate(message, pending, results)
-            else:
+                continue
+            try:
                 self._send_live(message, pending, rcpts, files[message.id], domains.get(message.domain_id),
                                 results)
+            except Exception:
+                # Building or signing failed (e.g. a DKIM key that no configured key decrypts): that will not
+                # get better on a retry, and re-queuing would loop the whole batch forever.  This message
+                # fails, visibly; the rest of the batch goes on.
+                log.exception("delivery of %s failed before SMTP", message.id)
+                done = {a["recipient_id"] for a in results.attempts if a["message_id"] == message.id}
+                outcome = Outcome("failed", None, None, "Postline could not build or sign this message.")
+                for r in pending:
+                    if r.id not in done:
+                        self._record(message, r, outcome, None, results)
         self._write(messages, results)
         db.session.commit()
         counts: dict[str, int] = defaultdict(int)

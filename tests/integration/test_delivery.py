@@ -308,3 +308,25 @@ def test_pipelined_envelope_keeps_each_recipients_answer(app, api, mail):
                         "full@example.org": "deferred"}
     assert detail["status"] == "queued"  # the deferred recipient is retried
     assert [m.rcpt_tos for m in mail.messages] == [["ok@example.org"]]
+
+
+def test_a_message_that_cannot_be_signed_fails_alone(app, api, mail, monkeypatch):
+    """A DKIM key no configured key decrypts fails its message, visibly; the batch goes on."""
+    from app.domains import service as domains
+
+    good = send(api, to="fine@example.org")
+    calls = {"n": 0}
+    real = domains.dkim_key
+
+    def broken_once(domain):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ValueError("no key decrypts this")
+        return real(domain)
+
+    monkeypatch.setattr(domains, "dkim_key", broken_once)
+    bad = send(api, to="unlucky@example.org")
+    dispatch(app)
+    statuses = {m["id"]: api.get(f"/messages/{m['id']}").get_json()["status"] for m in (good, bad)}
+    assert sorted(statuses.values()) == ["delivered", "failed"]
+    assert len(mail.messages) == 1
