@@ -33,3 +33,32 @@ def live_server(app):
 def base_url(live_server):
     """pytest-base-url's fixture, pointed at the live server (so ``page.goto("/signup")`` works)."""
     return live_server
+
+
+@pytest.fixture
+def console_errors(page):
+    """Every console error (a CSP violation, a failed request, a script error) fails the test."""
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield errors
+
+
+@pytest.fixture
+def sign_up(page):
+    """``sign_up("Acme")``: a new organization and its owner through the sign-up page; returns the email."""
+    import uuid
+
+    from playwright.sync_api import expect
+
+    def _sign_up(organization: str = "Browser Co") -> str:
+        email = f"owner-{uuid.uuid4().hex[:8]}@example.com"
+        page.goto("/signup")
+        page.get_by_label("Organization name").fill(organization)
+        page.get_by_label("Work email").fill(email)
+        page.get_by_label("Password").fill("correct horse battery staple")
+        page.get_by_role("button", name="Create account").click()
+        expect(page.get_by_role("heading", name="Welcome to Postline")).to_be_visible()
+        return email
+
+    return _sign_up

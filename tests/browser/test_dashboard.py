@@ -24,13 +24,6 @@ def _api_get(base_url: str, path: str, secret: str) -> tuple[int, dict]:
             return err.code, json.loads(err.read())
 
 
-@pytest.fixture
-def console_errors(page: Page):
-    """Every console error (a CSP violation, a failed request, a script error) fails the test."""
-    errors: list[str] = []
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield errors
 
 
 def _settled(page: Page, action) -> None:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import uuid
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -12,21 +11,8 @@ from tests.dns_server import dns_server, local_dns  # noqa: F401  (fixtures)
 SCREENSHOTS = "/tmp"
 
 
-@pytest.fixture
-def console_errors(page: Page):
-    errors: list[str] = []
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield errors
 
 
-def _sign_up(page: Page) -> None:
-    page.goto("/signup")
-    page.get_by_label("Organization name").fill("Domains Browser Co")
-    page.get_by_label("Work email").fill(f"owner-{uuid.uuid4().hex[:8]}@example.com")
-    page.get_by_label("Password").fill("correct horse battery staple")
-    page.get_by_role("button", name="Create account").click()
-    expect(page.get_by_role("heading", name="Welcome to Postline")).to_be_visible()
 
 
 def _text(page: Page, selector: str) -> str:
@@ -34,9 +20,9 @@ def _text(page: Page, selector: str) -> str:
 
 
 @pytest.mark.browser
-def test_add_a_domain_and_see_its_records(page: Page, base_url: str, local_dns, console_errors):
+def test_add_a_domain_and_see_its_records(page: Page, base_url: str, local_dns, console_errors, sign_up):
     page.set_viewport_size({"width": 1360, "height": 900})
-    _sign_up(page)
+    sign_up("Domains Browser Co")
 
     page.get_by_role("navigation", name="Sections").get_by_role("link", name="Domains").click()
     expect(page).to_have_url(re.compile(r"/domains$"))

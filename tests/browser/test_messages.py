@@ -3,7 +3,6 @@ dispatcher in-process, and read the detail page: status, timeline, SMTP attempts
 from __future__ import annotations
 
 import re
-import uuid
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -11,22 +10,8 @@ from playwright.sync_api import Page, expect
 SCREENSHOTS = "/tmp"
 
 
-@pytest.fixture
-def console_errors(page: Page):
-    """Every console error (a CSP violation, a failed request, a script error) fails the test."""
-    errors: list[str] = []
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield errors
 
 
-def _sign_up(page: Page) -> None:
-    page.goto("/signup")
-    page.get_by_label("Organization name").fill("Messages Browser Co")
-    page.get_by_label("Work email").fill(f"owner-{uuid.uuid4().hex[:8]}@example.com")
-    page.get_by_label("Password").fill("correct horse battery staple")
-    page.get_by_role("button", name="Create account").click()
-    expect(page.get_by_role("heading", name="Welcome to Postline")).to_be_visible()
 
 
 def _dispatch(app) -> dict:
@@ -36,9 +21,9 @@ def _dispatch(app) -> dict:
 
 
 @pytest.mark.browser
-def test_send_a_test_email_and_follow_it(page: Page, base_url: str, app, console_errors):
+def test_send_a_test_email_and_follow_it(page: Page, base_url: str, app, console_errors, sign_up):
     page.set_viewport_size({"width": 1360, "height": 900})
-    _sign_up(page)
+    sign_up("Messages Browser Co")
 
     page.get_by_role("navigation", name="Sections").get_by_role("link", name="Messages").click()
     expect(page).to_have_url(re.compile(r"/messages$"))

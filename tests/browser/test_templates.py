@@ -6,11 +6,11 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.test_dashboard import SCREENSHOTS, _nav, _sign_up, console_errors  # noqa: F401  (fixture)
+from tests.browser.test_dashboard import SCREENSHOTS, _nav, _sign_up
 
 
 @pytest.mark.browser
-def test_create_a_template_and_watch_the_preview_update(page: Page, base_url: str, console_errors):  # noqa: F811
+def test_create_a_template_and_watch_the_preview_update(page: Page, base_url: str, console_errors):
     page.set_viewport_size({"width": 1360, "height": 1000})
     _sign_up(page)
 

@@ -3,7 +3,6 @@ test ping to a real receiver, open the delivery and retry it."""
 from __future__ import annotations
 
 import re
-import uuid
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -21,27 +20,14 @@ def receiver():
     r.close()
 
 
-@pytest.fixture
-def console_errors(page: Page):
-    errors: list[str] = []
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield errors
 
 
-def _sign_up(page: Page) -> None:
-    page.goto("/signup")
-    page.get_by_label("Organization name").fill("Webhooks Browser Co")
-    page.get_by_label("Work email").fill(f"owner-{uuid.uuid4().hex[:8]}@example.com")
-    page.get_by_label("Password").fill("correct horse battery staple")
-    page.get_by_role("button", name="Create account").click()
-    expect(page.get_by_role("heading", name="Welcome to Postline")).to_be_visible()
 
 
 @pytest.mark.browser
-def test_create_ping_and_retry(page: Page, base_url: str, receiver, console_errors):
+def test_create_ping_and_retry(page: Page, base_url: str, receiver, console_errors, sign_up):
     page.set_viewport_size({"width": 1360, "height": 900})
-    _sign_up(page)
+    sign_up("Webhooks Browser Co")
     page.get_by_role("button", name="Test", exact=True).click()  # test mode: http:// receivers are fine
     expect(page.locator(".test-banner")).to_be_visible()
 
