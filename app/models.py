@@ -10,3 +10,4 @@ from .messages.models import DeliveryAttempt, Message, MessageAttachment, Messag
 from .suppressions.models import Suppression  # noqa: F401
 from .templates.models import Template, TemplateVersion  # noqa: F401
 from .webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint  # noqa: F401
+from .lists.models import ContactList, ListMember  # noqa: F401

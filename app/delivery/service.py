@@ -233,10 +233,11 @@ class Deliverer:
                 extra = list_unsubscribe_headers(message.organization_id, message.mode, message.id,
                                                  rcpts[0].address)
             if marketing or base is None:
+                subject, html, text = self._content(message, rcpts[0])
                 headers, body = build_parts(
                     from_email=message.from_email, from_name=message.from_name, to=to, cc=cc,
-                    reply_to=message.reply_to or [], subject=message.subject, html=message.html,
-                    text=message.text, headers=message.headers or {}, attachments=files,
+                    reply_to=message.reply_to or [], subject=subject, html=html,
+                    text=text, headers=message.headers or {}, attachments=files,
                     message_id_header=message.message_id_header, extra_headers=extra)
                 data = (signer.sign_parts(headers, body)
                         + b"".join(name + b":" + value for name, value in headers) + b"\r\n" + body)
@@ -251,6 +252,12 @@ class Deliverer:
             for r in rcpts:
                 self._record(message, r, result.outcomes[r.address], result.host or None, results,
                              relay=route.relay)
+
+    def _content(self, message: Message, recipient: MessageRecipient) -> tuple[str | None, str | None, str | None]:
+        """Subject, HTML and text as ``recipient`` receives them (for mail that is not personal, the first
+        recipient of its route stands for all of them).  The one place where per-recipient rendering
+        (broadcasts) and open/click tracking are applied to a message's stored content."""
+        return message.subject, message.html, message.text
 
     def _record(self, message: Message, r: MessageRecipient, outcome: Outcome, host: str | None,
                 results: _Results, relay: bool = False, simulated: bool = False):

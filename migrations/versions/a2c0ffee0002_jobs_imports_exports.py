@@ -1,0 +1,24 @@
+"""jobs: imports, exports and other long-running work
+
+Revision ID: a2c0ffee0002
+Revises: a1c0ffee0001
+Create Date: 2026-11-23 06:00:00
+
+"""
+from alembic import op  # noqa: F401
+import sqlalchemy as sa  # noqa: F401
+from sqlalchemy.dialects import postgresql  # noqa: F401
+
+# revision identifiers, used by Alembic.
+revision = 'a2c0ffee0002'
+down_revision = 'a1c0ffee0001'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    pass
+
+
+def downgrade():
+    pass
