@@ -255,9 +255,18 @@ class Deliverer:
 
     def _content(self, message: Message, recipient: MessageRecipient) -> tuple[str | None, str | None, str | None]:
         """Subject, HTML and text as ``recipient`` receives them (for mail that is not personal, the first
-        recipient of its route stands for all of them).  The one place where per-recipient rendering
-        (broadcasts) and open/click tracking are applied to a message's stored content."""
+        recipient of its route stands for all of them): the message's content rendered for the recipient
+        (broadcasts), then instrumented for open and click tracking."""
+        subject, html, text = self._render(message, recipient)
+        return subject, self._instrument(message, html), text
+
+    def _render(self, message: Message, recipient: MessageRecipient) -> tuple[str | None, str | None, str | None]:
+        """Per-recipient rendering (broadcast messages carry no content of their own)."""
         return message.subject, message.html, message.text
+
+    def _instrument(self, message: Message, html: str | None) -> str | None:
+        """Open pixel and click-tracking links, when the message asks for them."""
+        return html
 
     def _record(self, message: Message, r: MessageRecipient, outcome: Outcome, host: str | None,
                 results: _Results, relay: bool = False, simulated: bool = False):

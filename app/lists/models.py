@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, Integer, PrimaryKeyConstraint, String
+from sqlalchemy import Index, PrimaryKeyConstraint, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -22,9 +22,6 @@ class ContactList(TenantScoped, db.Model):
     description: Mapped[str | None] = mapped_column(String(1000), nullable=True)
     list_type: Mapped[str] = mapped_column(String(10), default="static")
     segment_rules: Mapped[dict | None] = mapped_column(JSONType, nullable=True)
-    # Static lists keep their count up to date as members come and go (set-based, in the same statement's
-    # transaction); dynamic lists are counted by their compiled query when read.
-    member_count_cached: Mapped[int] = mapped_column(Integer, default=0)
     metadata_: Mapped[dict] = mapped_column("metadata", JSONType, default=dict)
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()

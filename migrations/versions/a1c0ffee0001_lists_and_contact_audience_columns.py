@@ -38,7 +38,6 @@ def upgrade():
     sa.Column('description', sa.String(length=1000), nullable=True),
     sa.Column('list_type', sa.String(length=10), nullable=False),
     sa.Column('segment_rules', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
-    sa.Column('member_count_cached', sa.Integer(), nullable=False),
     sa.Column('metadata', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('updated_at', sa.DateTime(), nullable=False),
