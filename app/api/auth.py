@@ -38,8 +38,11 @@ def authenticate() -> None:
     if not secret.startswith(KEY_PREFIXES) or len(secret) > 200:
         raise AuthenticationError("Invalid API key provided.")
     with unscoped():
-        key = db.session.execute(select(ApiKey).where(ApiKey.key_hash == hash_secret(secret))).scalar_one_or_none()
-        org = db.session.get(Organization, key.organization_id) if key is not None else None
+        # One round trip for both: the key and its organization.
+        row = db.session.execute(
+            select(ApiKey, Organization).join(Organization, Organization.id == ApiKey.organization_id)
+            .where(ApiKey.key_hash == hash_secret(secret))).one_or_none()
+        key, org = row if row is not None else (None, None)
     if key is None or org is None or not key.is_enabled or key.revoked_at is not None:
         db.session.rollback()
         raise AuthenticationError("Invalid API key provided.")
