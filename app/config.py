@@ -87,6 +87,10 @@ class Config:
         self.SPF_INCLUDE = (env.get("SPF_INCLUDE") or f"spf.{_base_host}").strip().rstrip(".").lower()
         self.INBOUND_MX_HOST = (env.get("INBOUND_MX_HOST") or _base_host).strip().rstrip(".").lower()
         self.TRACKING_HOST = (env.get("TRACKING_HOST") or _base_host).strip().rstrip(".").lower()
+        # Opens/clicks within this many seconds of delivery are flagged as machine (scanners, prefetch).
+        self.TRACKING_MACHINE_WINDOW = float(env.get("TRACKING_MACHINE_WINDOW", "10"))
+        # Tracked links on a sending domain's verified `pl-track.<domain>` CNAME (needs TLS certificates).
+        self.TRACKING_BRANDED_LINKS = _flag(env, "TRACKING_BRANDED_LINKS", False)
         # Delivery: the envelope sender of live mail is bounces+<token>@RETURN_PATH_DOMAIN when set, else
         # on the sending domain's return-path host (the `return_path` record of its DNS).
         self.SMTP_HELO_NAME = env.get("SMTP_HELO_NAME") or None
