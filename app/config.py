@@ -105,6 +105,11 @@ class Config:
         self.WEBHOOK_RETRY_SCHEDULE = [int(x) for x in env.get(
             "WEBHOOK_RETRY_SCHEDULE", "5,300,1800,7200,18000,36000,36000").split(",")]
         self.WEBHOOK_TIMEOUT = float(env.get("WEBHOOK_TIMEOUT", "10"))
+        # Contact imports: the largest CSV accepted (upload or URL), the URL fetch's overall deadline, and
+        # where job files (import inputs, error reports, exports) live (default: <instance>/storage).
+        self.IMPORT_MAX_BYTES = int(env.get("IMPORT_MAX_BYTES", str(100 * 1024 * 1024)))
+        self.IMPORT_URL_TIMEOUT = float(env.get("IMPORT_URL_TIMEOUT", "300"))
+        self.STORAGE_PATH = env.get("STORAGE_PATH") or None
         self.WEBHOOK_DISABLE_AFTER = int(env.get("WEBHOOK_DISABLE_AFTER", str(5 * 24 * 3600)))
         self.WEBHOOK_CONCURRENCY = int(env.get("WEBHOOK_CONCURRENCY", "32"))
 
