@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -20,6 +20,10 @@ class Contact(TenantScoped, db.Model):
         Index("ix_contacts_page", "organization_id", "mode", "created_at", "id"),
         Index("ix_contacts_phone", "organization_id", "mode", "phone_number"),
         Index("ix_contacts_external_id", "organization_id", "mode", "external_id"),
+        # `?risk=` and segments on the churn band / score (written by retention signals).
+        Index("ix_contacts_risk", "organization_id", "mode", "risk", "created_at", "id"),
+        Index("ix_contacts_score", "organization_id", "mode", "score"),
+        CheckConstraint("score IS NULL OR (score >= 0 AND score <= 100)", name="score_range"),
     )
 
     id: Mapped[str] = id_column("con")
@@ -35,6 +39,9 @@ class Contact(TenantScoped, db.Model):
     locale: Mapped[str | None] = mapped_column(String(35), nullable=True)
     external_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     metadata_: Mapped[dict] = mapped_column("metadata", JSONType, default=dict)
+    # Churn band (low|medium|high) and score (0–100), written by the retention-signals feature.
+    risk: Mapped[str | None] = mapped_column(String(6), nullable=True)
+    score: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()
 

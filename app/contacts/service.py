@@ -1,13 +1,21 @@
-"""Contacts: upsert, read, update, delete.  Tenant scoping comes from the session (app.tenancy)."""
+"""Contacts: upsert, read, search, update, and delete as a GDPR erasure.
+
+Tenant scoping of ORM reads comes from the session (app.tenancy).  The erasure is a handful of set-based
+Core statements, each carrying the tenant conditions itself (Core statements are not scoped by the
+listener), so erasing a contact with a long history is a few statements, not a loop.
+"""
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from datetime import timezone
+
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import NotFound, ValidationError
 from ..events.service import record_event
 from ..extensions import db
-from ..sqlhelpers import json_array_contains
+from ..sqlhelpers import dialect_name, json_array_contains
+from ..tenancy import require_tenant
 from .models import Contact
 
 _SIMPLE = ("phone_number", "first_name", "last_name", "timezone", "locale", "external_id")
@@ -91,12 +99,57 @@ def get_contact(contact_id: str) -> Contact:
     return contact
 
 
-def list_contacts_query(email: str | None = None, tag: str | None = None):
+def _search_text():
+    """The expression the ``q`` search matches; on PostgreSQL the trigram GIN index
+    ``ix_contacts_search_trgm`` is built on exactly this expression, so ILIKE '%…%' can use it."""
+    return (func.coalesce(Contact.email, "") + " " + func.coalesce(Contact.first_name, "") + " "
+            + func.coalesce(Contact.last_name, ""))
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def search_clause(q: str):
+    """Case-insensitive substring of the email, first or last name (``q``)."""
+    q = q.strip()
+    if dialect_name() == "postgresql":
+        return _search_text().ilike(_like(q), escape="\\")
+    return func.lower(_search_text()).like(_like(q.lower()), escape="\\")
+
+
+def list_contacts_query(args: dict | None = None, /, **kwargs):
+    """``select(Contact)`` filtered by any of ``email tag list_id attributes consent_email consent_sms
+    created_gte created_lte risk q`` (GET /contacts), for keyset paging.  An unknown ``list_id`` is a
+    NotFound naming ``list_id``."""
+    args = {**(args or {}), **kwargs}
     stmt = select(Contact)
-    if email:
-        stmt = stmt.where(Contact.email == _normalise_email(email))
-    if tag:
-        stmt = stmt.where(json_array_contains(Contact.tags, tag))
+    if args.get("email"):
+        stmt = stmt.where(Contact.email == _normalise_email(args["email"]))
+    if args.get("tag"):
+        stmt = stmt.where(json_array_contains(Contact.tags, args["tag"]))
+    if args.get("list_id"):
+        from ..lists.service import membership_clause
+        stmt = stmt.where(membership_clause(args["list_id"], param="list_id"))
+    if args.get("attributes"):
+        from ..segments.compiler import attribute_equals_text
+        for key, value in args["attributes"].items():
+            stmt = stmt.where(attribute_equals_text(key, value))
+    if args.get("consent_email"):
+        stmt = stmt.where(Contact.consent_email == args["consent_email"])
+    if args.get("consent_sms"):
+        stmt = stmt.where(Contact.consent_sms == args["consent_sms"])
+    for key, op in (("created_gte", "__ge__"), ("created_lte", "__le__")):
+        if args.get(key):
+            try:
+                bound = args[key].astimezone(timezone.utc).replace(tzinfo=None)
+            except (OverflowError, ValueError):
+                raise ValidationError("Out-of-range time.", param=key.replace("_", "[") + "]") from None
+            stmt = stmt.where(getattr(Contact.created_at, op)(bound))
+    if args.get("risk"):
+        stmt = stmt.where(Contact.risk == args["risk"])
+    if args.get("q") and args["q"].strip():
+        stmt = stmt.where(search_clause(args["q"]))
     return stmt
 
 
@@ -115,8 +168,80 @@ def update_contact(contact_id: str, data: dict) -> Contact:
     return contact
 
 
+ERASED_ADDRESS = "[erased]"
+
+
 def delete_contact(contact_id: str) -> str:
+    """GDPR erasure (API.md section 4), set-based, in the caller's transaction:
+
+    * the contact row and its list memberships are deleted;
+    * its events are deleted (by ``contact_id`` and by recipient address), with the webhook deliveries
+      that carried them (their payloads hold the contact's data);
+    * every message sent to it (by ``contact_id`` or addressed to its email/phone) keeps its id, status
+      and counts but loses its content: subject/html/text nulled, variables/metadata/headers/to emptied,
+      attachments deleted; its recipient rows and delivery attempts for the address are anonymised;
+    * the email and/or phone go on the suppression list with reason ``erased`` (ON CONFLICT DO NOTHING),
+      so the address cannot be re-imported and mailed by accident;
+    * a ``contact.deleted`` event still goes out (webhooks) carrying only the id.
+    Raises NotFound (param ``id``)."""
+    from ..events.models import Event
+    from ..lists.models import ListMember
+    from ..messages.models import DeliveryAttempt, Message, MessageAttachment, MessageRecipient
+    from ..suppressions.service import add_suppressions
+    from ..webhooks.models import WebhookDelivery
+
     contact = get_contact(contact_id)
-    _record("contact.deleted", contact)
-    db.session.execute(delete(Contact).where(Contact.id == contact.id))
-    return contact.id
+    tenant = require_tenant()
+    cid, email, phone = contact.id, contact.email, contact.phone_number
+    addresses = [a for a in (email, phone) if a]
+
+    def scoped(table):
+        return [table.c.organization_id == tenant.organization_id, table.c.mode == tenant.mode]
+
+    messages, recipients = Message.__table__, MessageRecipient.__table__
+    attempts, attachments = DeliveryAttempt.__table__, MessageAttachment.__table__
+    events, deliveries, members = Event.__table__, WebhookDelivery.__table__, ListMember.__table__
+
+    # Messages sent to the contact: by contact id, or with a recipient row for one of its addresses.
+    to_contact = [messages.c.contact_id == cid]
+    if addresses:
+        to_contact.append(messages.c.id.in_(
+            select(recipients.c.message_id).where(*scoped(recipients), recipients.c.address.in_(addresses))))
+    message_ids = select(messages.c.id).where(*scoped(messages), or_(*to_contact))
+
+    # Content first, while the recipient rows still name the address the messages are found by.
+    db.session.execute(delete(attachments).where(*scoped(attachments), attachments.c.message_id.in_(message_ids)))
+    db.session.execute(update(messages).where(*scoped(messages), messages.c.id.in_(message_ids))
+                       .values(subject=None, html=None, text=None, variables={}, metadata={}, headers={}, to=[],
+                               reply_to=[]))
+    if addresses:
+        db.session.execute(update(recipients).where(*scoped(recipients), recipients.c.address.in_(addresses))
+                           .values(address=ERASED_ADDRESS, name=None, smtp_response=None))
+        db.session.execute(update(attempts).where(*scoped(attempts), attempts.c.recipient.in_(addresses))
+                           .values(recipient=ERASED_ADDRESS, smtp_response=None))
+
+    event_match = [events.c.contact_id == cid]
+    if addresses:
+        event_match.append(events.c.recipient.in_(addresses))
+    erased_events = select(events.c.id).where(*scoped(events), or_(*event_match))
+    db.session.execute(delete(deliveries).where(*scoped(deliveries), deliveries.c.event_id.in_(erased_events)))
+    db.session.execute(delete(events).where(*scoped(events), or_(*event_match)))
+    db.session.execute(delete(members).where(*scoped(members), members.c.contact_id == cid))
+    db.session.execute(delete(Contact.__table__).where(*scoped(Contact.__table__), Contact.__table__.c.id == cid))
+    db.session.expunge(contact)
+
+    suppress = []
+    if email:
+        suppress.append({"channel": "email", "recipient": email, "reason": "erased"})
+    if phone:
+        suppress.append({"channel": "sms", "recipient": phone, "reason": "erased"})
+    add_suppressions(suppress)
+    record_event("contact.deleted", contact_id=cid, data={"id": cid, "object": "contact", "deleted": True})
+    return cid
+
+
+def contact_events(contact_id: str, limit: int = 50) -> list:
+    """The contact's most recent events, newest first (the ``ix_events_contact`` index)."""
+    from ..events.models import Event
+    return list(db.session.execute(select(Event).where(Event.contact_id == contact_id)
+                                   .order_by(Event.occurred_at.desc(), Event.id.desc()).limit(limit)).scalars())

@@ -1,5 +1,25 @@
-"""Contacts (API.md 4, basic part): upsert, filters, keyset pagination, read/update/delete."""
-from tests.helpers import assert_error
+"""Contacts (API.md 4): upsert, every filter, keyset pagination, read/update, and GDPR erasure."""
+import base64
+
+import pytest
+
+from tests.helpers import ApiClient, assert_error, make_account
+
+
+@pytest.fixture
+def fast(app, client):
+    """An enterprise account with a high rate limit: ``(live api, test api, account)``."""
+    from sqlalchemy import update
+
+    from app.accounts.models import Organization
+    from app.extensions import db
+
+    with app.app_context():
+        acct = make_account(plan="enterprise")
+        db.session.execute(update(Organization).where(Organization.id == acct["organization_id"])
+                           .values(rate_limit_per_second=1000, rate_limit_burst=1000))
+        db.session.commit()
+    return ApiClient(client, acct["live_api_key"]), ApiClient(client, acct["test_api_key"]), acct
 
 
 def test_upsert_by_email(api):
@@ -118,6 +138,230 @@ def test_contact_changes_are_recorded_as_events(app, api, account):
     with app.app_context(), tenant_scope(account["organization_id"], "live"):
         events = db.session.execute(select(Event).where(Event.contact_id == created["id"])
                                     .order_by(Event.occurred_at, Event.id)).scalars().all()
-        assert [e.type for e in events] == ["contact.created", "contact.updated", "contact.updated",
-                                            "contact.deleted"]
-        assert events[1].data["first_name"] == "Eve" and events[0].recipient == "ev@example.com"
+        # Erasure removed the history; the deletion itself is still an event, with the id only (no PII).
+        assert [e.type for e in events] == ["contact.deleted"]
+        assert events[0].data == {"id": created["id"], "object": "contact", "deleted": True}
+        assert events[0].recipient is None
+
+
+def test_changes_before_deletion_are_events_with_the_contact(app, api, account):
+    from sqlalchemy import select
+
+    from app.events.models import Event
+    from app.extensions import db
+    from app.tenancy import tenant_scope
+
+    created = api.post("/contacts", json={"email": "ev2@example.com"}).get_json()
+    api.post("/contacts", json={"email": "ev2@example.com", "first_name": "Eve"})
+    api.patch(f"/contacts/{created['id']}", json={"last_name": "Ng"})
+    with app.app_context(), tenant_scope(account["organization_id"], "live"):
+        events = db.session.execute(select(Event).where(Event.contact_id == created["id"])
+                                    .order_by(Event.occurred_at, Event.id)).scalars().all()
+        assert [e.type for e in events] == ["contact.created", "contact.updated", "contact.updated"]
+        assert events[1].data["first_name"] == "Eve" and events[0].recipient == "ev2@example.com"
+
+
+def _emails(resp):
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    return sorted(c["email"] or "" for c in resp.get_json()["data"])  # "" = a phone-only contact
+
+
+def test_risk_and_score_are_returned_and_filterable(app, fast):
+    api, _, account = fast
+    from sqlalchemy import update
+
+    from app.contacts.models import Contact
+    from app.extensions import db
+    from app.tenancy import tenant_scope
+
+    a = api.post("/contacts", json={"email": "r1@example.com"}).get_json()
+    api.post("/contacts", json={"email": "r2@example.com"})
+    assert a["risk"] is None and a["score"] is None
+    with app.app_context(), tenant_scope(account["organization_id"], "live"):
+        db.session.execute(update(Contact).where(Contact.id == a["id"]).values(risk="high", score=88))
+        db.session.commit()
+    got = api.get(f"/contacts/{a['id']}").get_json()
+    assert (got["risk"], got["score"]) == ("high", 88)
+    assert _emails(api.get("/contacts?risk=high")) == ["r1@example.com"]
+    assert _emails(api.get("/contacts?risk=low")) == []
+    assert_error(api.get("/contacts?risk=extreme"), 400, "invalid_request", "risk")
+    # Written by retention signals, never by clients.
+    assert_error(api.post("/contacts", json={"email": "r3@example.com", "risk": "low"}), 400, "invalid_request",
+                 "risk")
+
+
+def test_attribute_filters_deep_object(fast):
+    api = fast[0]
+    api.post("/contacts", json={"email": "a1@example.com", "attributes": {"plan": "growth", "mrr": 799}})
+    api.post("/contacts", json={"email": "a2@example.com", "attributes": {"plan": "growth", "mrr": "799"}})
+    api.post("/contacts", json={"email": "a3@example.com", "attributes": {"plan": "starter", "active": True}})
+    api.post("/contacts", json={"email": "a4@example.com", "attributes": {"plan": "growth", "mrr": 799.5}})
+    assert _emails(api.get("/contacts?attributes[plan]=growth")) == ["a1@example.com", "a2@example.com",
+                                                                     "a4@example.com"]
+    # A value that spells a number matches the number and the string.
+    assert _emails(api.get("/contacts?attributes[mrr]=799")) == ["a1@example.com", "a2@example.com"]
+    assert _emails(api.get("/contacts?attributes[mrr]=799.5")) == ["a4@example.com"]
+    assert _emails(api.get("/contacts?attributes[active]=true")) == ["a3@example.com"]
+    assert _emails(api.get("/contacts?attributes[plan]=growth&attributes[mrr]=799")) == ["a1@example.com",
+                                                                                          "a2@example.com"]
+    assert _emails(api.get("/contacts?attributes[nope]=x")) == []
+    assert _emails(api.get("/contacts", query_string={"attributes[we\"ird]": "x"})) == []
+    assert_error(api.get("/contacts?attributes=plan"), 400, "invalid_request", "attributes")
+    # Any key is a valid filter (deepObject); one no contact has matches nobody.
+    assert _emails(api.get("/contacts?attributes[a][b]=1")) == []
+    assert _emails(api.get("/contacts?attributes[]=growth")) == []
+    assert _emails(api.get("/contacts?attributes[" + "k" * 300 + "]=1")) == []
+    many = "&".join(f"attributes[k{i}]=1" for i in range(11))
+    assert_error(api.get(f"/contacts?{many}"), 400, "invalid_request", "attributes")
+
+
+def test_consent_created_and_search_filters(app, fast):
+    api, _, account = fast
+    from datetime import datetime, timedelta
+
+    from sqlalchemy import update
+
+    from app.contacts.models import Contact
+    from app.extensions import db
+    from app.tenancy import tenant_scope
+
+    ada = api.post("/contacts", json={"email": "ada@lovelace.org", "first_name": "Ada", "last_name": "Lovelace",
+                                      "consent": {"email": True, "sms": "unsubscribed"}}).get_json()
+    api.post("/contacts", json={"email": "alan@turing.org", "first_name": "Alan", "last_name": "Turing",
+                                "consent": {"email": "unsubscribed"}})
+    api.post("/contacts", json={"phone_number": "+14155550199", "first_name": "Grace_100%"})
+    assert _emails(api.get("/contacts?consent[email]=subscribed")) == ["ada@lovelace.org"]
+    assert _emails(api.get("/contacts?consent[email]=true")) == ["ada@lovelace.org"]
+    assert _emails(api.get("/contacts?consent[email]=false")) == ["alan@turing.org"]
+    assert _emails(api.get("/contacts?consent[sms]=unknown")) == ["", "alan@turing.org"]
+    assert_error(api.get("/contacts?consent[email]=maybe"), 400, "invalid_request", "consent[email]")
+    assert_error(api.get("/contacts?consent[push]=true"), 400, "invalid_request", "consent[push]")
+
+    with app.app_context(), tenant_scope(account["organization_id"], "live"):
+        db.session.execute(update(Contact).where(Contact.id == ada["id"])
+                           .values(created_at=datetime(2025, 1, 15, 12, 0, 0)))
+        db.session.commit()
+    assert _emails(api.get("/contacts?created[lte]=2025-02-01T00:00:00Z")) == ["ada@lovelace.org"]
+    assert _emails(api.get("/contacts?created[gte]=2025-02-01T00:00:00Z")) == ["", "alan@turing.org"]
+    assert _emails(api.get("/contacts?created[gte]=2025-01-01T00:00:00Z&created[lte]=2025-01-31T00:00:00Z")) == [
+        "ada@lovelace.org"]
+    assert_error(api.get("/contacts?created[gte]=yesterday"), 400, "invalid_request", "created[gte]")
+    now = (datetime.utcnow() + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert _emails(api.get(f"/contacts?created[gte]={now}")) == []
+
+    assert _emails(api.get("/contacts?q=LOVE")) == ["ada@lovelace.org"]
+    assert _emails(api.get("/contacts?q=AL")) == ["alan@turing.org"]
+    assert _emails(api.get("/contacts?q=turing.org")) == ["alan@turing.org"]
+    assert _emails(api.get("/contacts?q=a")) == ["", "ada@lovelace.org", "alan@turing.org"]
+    # LIKE wildcards in q are literal.
+    assert _emails(api.get("/contacts?q=_100%25")) == [""]
+    assert _emails(api.get("/contacts?q=%25")) == [""]
+    assert _emails(api.get("/contacts?q=r_c")) == []  # "_" is not a wildcard ("Grace")
+    assert_error(api.get("/contacts?q="), 400, "invalid_request", "q")
+    assert_error(api.get("/contacts?q=" + "x" * 201), 400, "invalid_request", "q")
+    # Filters combine.
+    assert _emails(api.get("/contacts?q=a&consent[email]=subscribed")) == ["ada@lovelace.org"]
+
+
+def test_list_filter(fast):
+    api = fast[0]
+    a = api.post("/contacts", json={"email": "l1@example.com", "tags": ["beta"]}).get_json()
+    api.post("/contacts", json={"email": "l2@example.com"})
+    static = api.post("/lists", json={"name": "Static"}).get_json()
+    api.post(f"/lists/{static['id']}/members", json={"contact_id": a["id"]})
+    dynamic = api.post("/lists", json={"name": "Beta", "list_type": "dynamic",
+                                       "segment_rules": {"tags": ["beta"]}}).get_json()
+    assert _emails(api.get(f"/contacts?list_id={static['id']}")) == ["l1@example.com"]
+    assert _emails(api.get(f"/contacts?list_id={dynamic['id']}")) == ["l1@example.com"]
+    assert_error(api.get("/contacts?list_id=list_nope"), 404, "not_found", "list_id")
+
+
+def test_phone_must_be_e164(fast):
+    api = fast[0]
+    for bad in ("4155550123", "+1415", "+999999999999", "+1 (415) 555-0123x", "+1415555012a"):
+        assert_error(api.post("/contacts", json={"phone_number": bad}), 400, "invalid_phone", "phone_number")
+    ok = api.post("/contacts", json={"phone_number": "+442071838750"})
+    assert ok.status_code == 201 and ok.get_json()["phone_number"] == "+442071838750"
+
+
+def test_delete_is_a_gdpr_erasure(app, fast):
+    """Contact, memberships, events (by contact and by address), message content and attachments are gone;
+    message rows keep their ids and statuses; the address is suppressed with reason `erased`; the
+    `contact.deleted` event carries the id only."""
+    from sqlalchemy import func, select
+
+    from app.events.models import Event
+    from app.extensions import db
+    from app.lists.models import ListMember
+    from app.messages.models import DeliveryAttempt, Message, MessageAttachment, MessageRecipient
+    from app.suppressions.models import Suppression
+    from app.tenancy import tenant_scope
+
+    _, api, account = fast
+    c = api.post("/contacts", json={"email": "erase-me@simulator.test", "phone_number": "+14155550150",
+                                    "first_name": "Erin", "attributes": {"ssn": "nope"}}).get_json()
+    keep = api.post("/contacts", json={"email": "keep-me@simulator.test"}).get_json()
+    lst = api.post("/lists", json={"name": "L"}).get_json()
+    api.post(f"/lists/{lst['id']}/members", json={"contact_ids": [c["id"], keep["id"]]})
+    attachment = {"filename": "a.txt", "content": base64.b64encode(b"secret").decode(), "content_type": "text/plain"}
+    sent = api.post("/messages/email", json={
+        "from": "hello@example.com", "to": "erase-me@simulator.test", "subject": "Hi Erin", "html": "<p>Erin</p>",
+        "text": "Erin", "attachments": [attachment], "metadata": {"k": "v"}})
+    assert sent.status_code == 202, sent.get_data(as_text=True)
+    shared = api.post("/messages/email", json={
+        "from": "hello@example.com", "to": ["keep-me@simulator.test", "erase-me@simulator.test"],
+        "subject": "Both", "text": "Both"}).get_json()
+    other = api.post("/messages/email", json={
+        "from": "hello@example.com", "to": "keep-me@simulator.test", "subject": "Only keep", "text": "K"}).get_json()
+    msg_id = sent.get_json()["id"]
+
+    resp = api.delete(f"/contacts/{c['id']}")
+    assert resp.status_code == 200 and resp.get_json() == {"id": c["id"], "object": "contact", "deleted": True}
+
+    with app.app_context(), tenant_scope(account["organization_id"], "test"):
+        m = db.session.get(Message, msg_id)
+        assert m is not None and m.status and (m.subject, m.html, m.text) == (None, None, None)
+        assert m.metadata_ == {} and m.variables == {} and m.to == []
+        assert db.session.execute(select(func.count()).select_from(MessageAttachment)
+                                  .where(MessageAttachment.message_id == msg_id)).scalar_one() == 0
+        both = db.session.get(Message, shared["id"])
+        assert both.subject is None
+        addresses = set(db.session.execute(select(MessageRecipient.address)
+                                           .where(MessageRecipient.message_id == shared["id"])).scalars())
+        assert addresses == {"keep-me@simulator.test", "[erased]"}
+        assert db.session.get(Message, other["id"]).subject == "Only keep"
+        assert "erase-me@simulator.test" not in set(db.session.execute(select(DeliveryAttempt.recipient)).scalars())
+        events = db.session.execute(select(Event).where(
+            (Event.contact_id == c["id"]) | (Event.recipient == "erase-me@simulator.test")
+            | (Event.recipient == "+14155550150"))).scalars().all()
+        assert [(e.type, e.data, e.recipient) for e in events] == [
+            ("contact.deleted", {"id": c["id"], "object": "contact", "deleted": True}, None)]
+        assert db.session.execute(select(func.count()).select_from(Event)
+                                  .where(Event.recipient == "keep-me@simulator.test")).scalar_one() > 0
+        members = set(db.session.execute(select(ListMember.contact_id)).scalars())
+        assert members == {keep["id"]}
+        sups = {(s.channel, s.recipient, s.reason) for s in db.session.execute(select(Suppression)).scalars()}
+        assert ("email", "erase-me@simulator.test", "erased") in sups
+        assert ("sms", "+14155550150", "erased") in sups
+    assert_error(api.get(f"/contacts/{c['id']}"), 404, "not_found")
+    assert api.get(f"/lists/{lst['id']}").get_json()["member_count"] == 1
+    # The address stays suppressed: a later send to it is recorded as suppressed, not delivered.
+    again = api.post("/messages/email", json={"from": "hello@example.com", "to": "erase-me@simulator.test",
+                                              "subject": "Again", "text": "x"}).get_json()
+    assert again["status"] == "suppressed"
+
+
+def test_erasure_of_an_already_suppressed_address_keeps_the_first_reason(app, api, account):
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.suppressions.models import Suppression
+    from app.tenancy import tenant_scope
+
+    c = api.post("/contacts", json={"email": "bounced@example.com"}).get_json()
+    api.post("/suppressions", json={"channel": "email", "recipient": "bounced@example.com", "reason": "manual"})
+    assert api.delete(f"/contacts/{c['id']}").status_code == 200
+    with app.app_context(), tenant_scope(account["organization_id"], "live"):
+        reasons = db.session.execute(select(Suppression.reason).where(
+            Suppression.recipient == "bounced@example.com")).scalars().all()
+    assert reasons == ["manual"]

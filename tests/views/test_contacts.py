@@ -117,3 +117,72 @@ def test_other_organizations_contacts_are_not_found(user, other_api):
     created = _create(user, email="secret@example.com", first_name="Ours")
     assert created.status_code == 303 and theirs not in created.headers["Location"]
     assert other_api.get(f"/contacts/{theirs}").get_json()["first_name"] is None
+
+
+def test_search_and_filters(app, user, api, account):
+    from datetime import datetime
+
+    from sqlalchemy import update
+
+    from app.contacts.models import Contact
+    from app.extensions import db
+    from app.tenancy import tenant_scope
+
+    ada = api.post("/contacts", json={"email": "ada@lovelace.org", "first_name": "Ada", "consent": {"email": True}})
+    ada = ada.get_json()["id"]
+    alan = api.post("/contacts", json={"email": "alan@turing.org", "last_name": "Turing",
+                                       "consent": {"sms": True}}).get_json()["id"]
+    lst = api.post("/lists", json={"name": "Pioneers"}).get_json()
+    api.post(f"/lists/{lst['id']}/members", json={"contact_id": alan})
+    with app.app_context(), tenant_scope(account["organization_id"], "live"):
+        db.session.execute(update(Contact).where(Contact.id == ada).values(created_at=datetime(2025, 3, 1, 10)))
+        db.session.execute(update(Contact).where(Contact.id == alan).values(risk="high"))
+        db.session.commit()
+    assert _ids(user.get("/contacts?q=LOVE")) == [ada]
+    assert _ids(user.get("/contacts?q=turing")) == [alan]
+    assert _ids(user.get(f"/contacts?list_id={lst['id']}")) == [alan]
+    assert _ids(user.get("/contacts?consent_email=subscribed")) == [ada]
+    assert _ids(user.get("/contacts?consent_sms=subscribed")) == [alan]
+    assert _ids(user.get("/contacts?risk=high")) == [alan]
+    assert _ids(user.get("/contacts?created_from=2025-03-01&created_to=2025-03-01")) == [ada]
+    assert _ids(user.get("/contacts?created_to=2025-02-28")) == []
+    page = user.get("/contacts").get_data(as_text=True)
+    assert f'<option value="{lst["id"]}">Pioneers</option>' in page  # the list filter offers the lists
+    bad = user.get("/contacts?created_from=03/01/2025")
+    assert bad.status_code == 200 and "Created from" in _table(bad)
+    unknown = user.get("/contacts?list_id=list_nope")
+    assert unknown.status_code == 200 and "No such list" in _table(unknown)
+    # The filter state survives paging links.
+    fragment = user.get("/contacts?q=a&consent_email=subscribed", headers={"HX-Request": "true"})
+    assert _ids(fragment) == [ada]
+
+
+def test_detail_shows_lists_and_activity_and_adds_to_a_list(user, api):
+    c = api.post("/contacts", json={"email": "act@example.com", "tags": ["vip"]}).get_json()["id"]
+    api.patch(f"/contacts/{c}", json={"first_name": "Act"})
+    static = api.post("/lists", json={"name": "Newsletter"}).get_json()["id"]
+    api.post("/lists", json={"name": "VIPs", "list_type": "dynamic", "segment_rules": {"tags": ["vip"]}})
+    html = user.get(f"/contacts/{c}").get_data(as_text=True)
+    timeline = html[html.index('id="contact-timeline"'):]
+    assert "contact.updated" in timeline and "contact.created" in timeline
+    lists = html[html.index('id="contact-lists"'):html.index('id="contact-timeline"')]
+    assert "VIPs" in lists and "dynamic" in lists and f'<option value="{static}">Newsletter</option>' in lists
+    resp = user.submit(f"/contacts/{c}", f"/contacts/{c}/lists", {"list_id": static})
+    assert resp.status_code == 303
+    html = user.get(f"/contacts/{c}").get_data(as_text=True)
+    lists = html[html.index('id="contact-lists"'):html.index('id="contact-timeline"')]
+    assert "Newsletter" in lists and "Added to Newsletter." in html
+    assert api.get(f"/lists/{static}").get_json()["member_count"] == 1
+
+
+def test_erase_from_the_dashboard(user, api):
+    c = api.post("/contacts", json={"email": "forget@example.com"}).get_json()["id"]
+    confirm = user.get(f"/contacts/{c}/delete")
+    assert confirm.status_code == 200 and "GDPR erasure" in confirm.get_data(as_text=True)
+    assert api.get(f"/contacts/{c}").status_code == 200  # a GET never deletes
+    resp = user.submit(f"/contacts/{c}/delete")
+    assert resp.status_code == 303 and resp.headers["Location"] == "/contacts"
+    assert "erased" in user.get("/contacts").get_data(as_text=True)
+    assert api.get(f"/contacts/{c}").status_code == 404
+    sups = api.get("/suppressions?recipient=forget@example.com").get_json()["data"]
+    assert [s["reason"] for s in sups] == ["erased"]
