@@ -78,8 +78,9 @@ def _api_before():
     g.api_version = version or g.organization.api_version
 
     for name, value in request.args.items(multi=True):
-        if "\x00" in name or "\x00" in value:
-            raise ValidationError("Query parameters may not contain NUL characters.", param=name.replace("\x00", ""))
+        if _UNSTORABLE.search(name) or _UNSTORABLE.search(value):
+            raise ValidationError(_unstorable_message(name + value, "Query parameters"),
+                                  param=_UNSTORABLE.sub("", name))
 
     rate, burst = ratelimit.limits_for(g.organization)
     decision = ratelimit.hit(g.api_key.id, rate, burst)
@@ -121,17 +122,28 @@ def _api_before():
     return None
 
 
+# NUL, and lone UTF-16 surrogates (JSON's "\ud800" escapes decode to them): text no database can store.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _unstorable_message(text: str, what: str) -> str:
+    if "\x00" in text:
+        return f"{what} may not contain NUL characters."
+    return f"{what} may not contain lone surrogate escapes (invalid Unicode)."
+
+
 def _refuse_nul(value, path: str = "") -> None:
-    """NUL (U+0000) is refused everywhere: PostgreSQL text and JSONB cannot store it, and no field of the
-    contract has a use for it.  Checked once here, so no endpoint can reach the database with one."""
+    """NUL (U+0000) and lone surrogates are refused everywhere: PostgreSQL text and JSONB cannot store
+    them, and no field of the contract has a use for them.  Checked once here, so no endpoint can reach
+    the database with one."""
     if isinstance(value, str):
-        if "\x00" in value:
-            raise ValidationError(f"'{path or 'body'}' may not contain NUL characters.", param=path or None)
+        if _UNSTORABLE.search(value):
+            raise ValidationError(_unstorable_message(value, f"'{path or 'body'}'"), param=path or None)
     elif isinstance(value, dict):
         for key, item in value.items():
             child = f"{path}.{key}" if path else str(key)
-            if "\x00" in key:
-                raise ValidationError("Object keys may not contain NUL characters.", param=path or None)
+            if _UNSTORABLE.search(key):
+                raise ValidationError(_unstorable_message(key, "Object keys"), param=path or None)
             _refuse_nul(item, child)
     elif isinstance(value, list):
         for index, item in enumerate(value):

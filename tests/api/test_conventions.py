@@ -191,3 +191,14 @@ def test_nul_characters_are_refused_before_the_database(api, body, param):
 
 def test_nul_in_a_query_parameter_is_refused(api):
     assert_error(api.get("/contacts?tag=a%00b"), 400, "invalid_request", "tag")
+
+
+@pytest.mark.parametrize("raw,param", [
+    ('{"email": "a@example.com", "first_name": "A\\ud800da"}', "first_name"),
+    ('{"email": "a@example.com", "attributes": {"plan": "\\udfffpro"}}', "attributes.plan"),
+])
+def test_lone_surrogates_are_refused_before_the_database(api, raw, param):
+    """JSON may spell a lone UTF-16 surrogate ("\\ud800"), which no database can store: a 400, not a 500."""
+    resp = api.post("/contacts", data=raw, headers={"Content-Type": "application/json"})
+    body = assert_error(resp, 400, "invalid_request", param)
+    assert "surrogate" in body["message"]
