@@ -11,3 +11,5 @@ from .suppressions.models import Suppression  # noqa: F401
 from .templates.models import Template, TemplateVersion  # noqa: F401
 from .webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint  # noqa: F401
 from .lists.models import ContactList, ListMember  # noqa: F401
+from .broadcasts.models import Broadcast, BroadcastRecipient  # noqa: F401
+from .bgjobs.models import Job  # noqa: F401

@@ -55,13 +55,17 @@ API_SPEC_OPTIONS = {
 def blueprints():
     """Every API blueprint, in the order the OpenAPI document lists them."""
     from ..apikeys.api import blp as api_keys
+    from ..broadcasts.api import blp as broadcasts
     from ..contacts.api import blp as contacts
     from ..domains.api import blp as domains
+    from ..lists.api import blp as lists
     from ..messages.api import blp as messages
     from ..suppressions.api import blp as suppressions
     from ..templates.api import blp as templates
     from ..webhooks.api import blp as webhooks
-    return [messages, templates, contacts, suppressions, domains, api_keys, webhooks]
+    from ..bgjobs.api import blp as jobs
+    from ..imports.api import blp as imports
+    return [messages, templates, contacts, lists, suppressions, domains, api_keys, webhooks, broadcasts, imports, jobs]
 
 
 class ObjectIdConverter(BaseConverter):

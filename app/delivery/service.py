@@ -166,6 +166,8 @@ class Deliverer:
             domain_ids = {m.domain_id for m in messages if m.domain_id}
             domains = {d.id: d for d in db.session.execute(
                 select(Domain).where(Domain.id.in_(domain_ids))).scalars()} if domain_ids else {}
+        from ..broadcasts.render import load_batch
+        self._broadcasts = load_batch(messages)  # broadcasts, contacts, template versions: one query each
         by_message: dict[str, list[MessageRecipient]] = defaultdict(list)
         for r in recipients:
             by_message[r.message_id].append(r)
@@ -258,15 +260,36 @@ class Deliverer:
         recipient of its route stands for all of them): the message's content rendered for the recipient
         (broadcasts), then instrumented for open and click tracking."""
         subject, html, text = self._render(message, recipient)
-        return subject, self._instrument(message, html), text
+        html, text = self._instrument(message, html, text, recipient)
+        return subject, html, text
 
     def _render(self, message: Message, recipient: MessageRecipient) -> tuple[str | None, str | None, str | None]:
         """Per-recipient rendering (broadcast messages carry no content of their own)."""
+        batch = getattr(self, "_broadcasts", None)
+        if message.broadcast_id and message.html is None and message.text is None and batch is not None:
+            return batch.render(message, recipient)
         return message.subject, message.html, message.text
 
-    def _instrument(self, message: Message, html: str | None) -> str | None:
-        """Open pixel and click-tracking links, when the message asks for them."""
-        return html
+    def _instrument(self, message: Message, html: str | None, text: str | None,
+                    recipient: MessageRecipient) -> tuple[str | None, str | None]:
+        """Open pixel and click-tracking links, when the message asks for them (app.tracking.instrument).
+        Marketing mail is built per recipient, so its tokens also name the recipient; other mail shares one
+        body between its recipients, so its tokens name only the message.  The tracking base URL is worked
+        out once per sending domain per dispatcher run."""
+        if not (message.track_opens or message.track_clicks) or not (html or text):
+            return html, text
+        from ..tracking.instrument import instrument, own_prefixes, tracking_base
+
+        bases = self.__dict__.setdefault("_tracking_bases", {})
+        base = bases.get(message.domain_id)
+        if base is None:
+            with unscoped():  # the batch's domains are in the session's identity map: no query
+                domain = db.session.get(Domain, message.domain_id) if message.domain_id else None
+            base = bases[message.domain_id] = tracking_base(domain)
+        personal = message.message_type == "marketing"
+        return instrument(message.id, html, text, base=base, opens=bool(message.track_opens),
+                          clicks=bool(message.track_clicks), recipient_id=recipient.id if personal else None,
+                          own_prefixes=own_prefixes())
 
     def _record(self, message: Message, r: MessageRecipient, outcome: Outcome, host: str | None,
                 results: _Results, relay: bool = False, simulated: bool = False):
@@ -331,10 +354,12 @@ class Deliverer:
             step = timedelta(microseconds=10)
             if scenario in ("opened", "clicked"):
                 results.events.append({**base, "type": "message.opened", "occurred_at": now + step,
-                                       "data": {"simulated": True, "machine": False}})
-            if scenario == "clicked":
+                                       "data": {"simulated": True, "user_agent": None, "ip": None,
+                                                "machine": False, "first": True}})
+            if scenario == "clicked":  # the same data as a real click (app.tracking.service.record_hit)
                 results.events.append({**base, "type": "message.clicked", "occurred_at": now + 2 * step,
-                                       "data": {"simulated": True, "url": "https://example.com/"}})
+                                       "data": {"simulated": True, "url": "https://example.com/", "user_agent": None,
+                                                "ip": None, "machine": False, "first": True}})
             if scenario == "complaint":
                 results.events.append({**base, "type": "message.complained", "occurred_at": now + step,
                                        "data": {"simulated": True, "feedback_type": "abuse"}})

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -31,6 +31,7 @@ class Message(TenantScoped, db.Model):
         # The dispatcher's claim: due work, oldest first, across tenants.
         Index("ix_messages_due", "status", "next_attempt_at"),
         Index("ix_messages_broadcast", "broadcast_id"),
+        Index("ux_messages_broadcast_contact", "broadcast_id", "contact_id", unique=True, postgresql_where=text("broadcast_id IS NOT NULL"), sqlite_where=text("broadcast_id IS NOT NULL")),  # noqa: E501  one message per recipient of a broadcast
     )
 
     id: Mapped[str] = id_column("msg")

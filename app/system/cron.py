@@ -22,3 +22,6 @@ cron.register(sweep_email, queue_name=PREFIX + "high", interval=30, ttl=60, resu
 # The webhook sweeper: stuck deliveries, endpoints failing for days, due retries.
 from app.webhooks.tasks import sweep_webhooks  # noqa: E402
 cron.register(sweep_webhooks, queue_name=PREFIX + "default", interval=30, ttl=60, result_ttl=600)
+# The broadcast sweeper: scheduled broadcasts the scheduler missed, fan-outs whose worker died.
+from app.broadcasts.tasks import sweep_broadcasts  # noqa: E402
+cron.register(sweep_broadcasts, queue_name=PREFIX + "default", interval=30, ttl=60, result_ttl=600)

@@ -15,7 +15,10 @@ CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'se
 def register_web(app: Flask) -> None:
     from ..accounts import views as accounts_views
     from ..apikeys import views as apikeys_views
+    from ..broadcasts import views as broadcasts_views
     from ..contacts import views as contacts_views
+    from ..imports import views as imports_views
+    from ..lists import views as lists_views
     from ..domains import views as domains_views
     from ..messages import views as messages_views
     from ..suppressions import views as suppressions_views
@@ -30,7 +33,8 @@ def register_web(app: Flask) -> None:
     auth.init_app(app)
     app.register_blueprint(views.bp)
     for module in (apikeys_views, contacts_views, requestlog_views, accounts_views, messages_views,
-                   templates_views, suppressions_views, domains_views, tracking_views, webhooks_views):
+                   templates_views, suppressions_views, domains_views, tracking_views, webhooks_views, imports_views, broadcasts_views,
+                   lists_views):
         app.register_blueprint(module.bp)
 
     app.add_template_global(NAV, "nav_sections")

@@ -44,11 +44,12 @@ NAV: list[tuple[str | None, list[NavItem]]] = [
     ("Messaging", [
         NavItem("Messages", "web_messages.index", blueprint="web_messages", icon="send"),
         NavItem("Templates", "web_templates.index", blueprint="web_templates", icon="template"),
-        _soon("Broadcasts", "broadcasts", "broadcast"),
+        NavItem("Broadcasts", "web_broadcasts.index", blueprint="web_broadcasts", icon="broadcast"),
     ]),
     ("Audience", [
         NavItem("Contacts", "web_contacts.index", blueprint="web_contacts", icon="contacts"),
-        _soon("Lists", "lists", "list"),
+        NavItem("Import", "web_imports.index", blueprint="web_imports", icon="plus"),
+        NavItem("Lists", "web_lists.index", blueprint="web_lists", icon="list"),
         NavItem("Suppressions", "web_suppressions.index", blueprint="web_suppressions", icon="block"),
     ]),
     ("Deliverability", [
@@ -74,8 +75,6 @@ COMING_SOON = {item.slug: item for _, items in NAV for item in items if item.soo
 
 # What each unbuilt section will do, so the placeholder page says something true and useful.
 SOON_TEXT = {
-    "broadcasts": "Send a message to a list or segment, with scheduling and live progress.",
-    "lists": "Static lists and dynamic segments built from contact fields, tags and events.",
     "webhooks": "Endpoints that receive signed event notifications, with delivery history and retries.",
     "validation": "Check addresses before you send: syntax, MX records, disposable and role accounts.",
     "signals": "Retention signals: engagement scores and churn risk for every contact.",
