@@ -20,8 +20,8 @@ def _first_error(messages, path=()):
 def _field_at(schema: Schema | None, path: tuple):
     field = None
     current = schema
-    for part in path:
-        if isinstance(part, int) or (isinstance(part, str) and part.isdigit()):
+    for i, part in enumerate(path):
+        if _is_index(part):
             continue
         if current is None or not hasattr(current, "fields"):
             return None
@@ -32,9 +32,15 @@ def _field_at(schema: Schema | None, path: tuple):
         while isinstance(inner, fields.List):
             inner = inner.inner
         current = inner.schema if isinstance(inner, fields.Nested) else None
-        if isinstance(field, fields.List):
+        if isinstance(field, fields.List) and i + 1 < len(path) and _is_index(path[i + 1]):
+            # An item's error takes the item field's code (`to[2]` → invalid_email); an error about the list
+            # itself (its length) stays a plain invalid_request.
             field = inner
     return field
+
+
+def _is_index(part) -> bool:
+    return isinstance(part, int) or (isinstance(part, str) and part.isdigit())
 
 
 def _param(path: tuple) -> str | None:

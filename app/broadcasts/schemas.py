@@ -126,8 +126,8 @@ class ScheduleSchema(Schema):
 
 class TestSendSchema(Schema):
     recipients = fields.List(Email(validate=validate.Length(max=320)), required=True,
-                             metadata={"description": f"1–{MAX_TEST_RECIPIENTS} addresses.", "minItems": 1,
-                                       "maxItems": MAX_TEST_RECIPIENTS})
+                             validate=validate.Length(min=1, max=MAX_TEST_RECIPIENTS),
+                             metadata={"description": f"1–{MAX_TEST_RECIPIENTS} addresses."})
 
 
 class BroadcastQueryArgs(PaginationArgs):

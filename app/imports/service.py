@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import bindparam, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..errors import NotFound, ValidationError
+from ..errors import NotFound, UnprocessableError, ValidationError
 from ..events.service import record_events
 from ..extensions import db
 from ..sqlhelpers import dialect_name
@@ -65,8 +65,8 @@ def check_list(list_id: str | None):
     if lst is None:
         raise NotFound("No such list.", param="list_id")
     if lst.list_type != "static":
-        raise ValidationError("Contacts can only be imported into a static list; a dynamic list's members "
-                              "follow its segment_rules.", param="list_id")
+        raise UnprocessableError("Contacts can only be imported into a static list; a dynamic list's members "
+                                 "follow its segment_rules.", code="dynamic_list", param="list_id")
     return lst
 
 

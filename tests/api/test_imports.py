@@ -173,7 +173,7 @@ def test_import_into_a_static_list(app, api, account):
                  404, "not_found", "list_id")
     dynamic = _make_list(app, account, "dynamic")
     assert_error(api.post("/contacts/import", json={"list_id": dynamic, "contacts": [{"email": "a@b.co"}]}),
-                 400, "invalid_request", "list_id")
+                 422, "dynamic_list", "list_id")
 
 
 def test_sync_import_body_validation(api):
