@@ -757,7 +757,8 @@ def _forget_stats(broadcast_id: str) -> None:
 
 def compute_stats(broadcast_id: str) -> dict:
     """One grouped count over the broadcast's messages (the unique index's range), and one over the events
-    of those messages: distinct messages opened (machine opens excluded), clicked, and unsubscribed from.
+    of those messages: distinct messages opened and clicked (machine opens and scanner clicks excluded), and
+    unsubscribed from.
 
     ``sent`` counts messages handed over (sent, delivered or complained about); ``delivered`` those the
     receiver accepted (complaints included: a complaint comes from a delivered message)."""
@@ -770,7 +771,7 @@ def compute_stats(broadcast_id: str) -> dict:
         .select_from(e.join(m, m.c.id == e.c.message_id))
         .where(m.c.broadcast_id == broadcast_id,
                e.c.type.in_(("message.opened", "message.clicked", "contact.unsubscribed")),
-               (e.c.type != "message.opened") | (machine == False))  # noqa: E712
+               (e.c.type == "contact.unsubscribed") | (machine == False))  # noqa: E712
         .group_by(e.c.type)).all())
     get = by_status.get
     return {

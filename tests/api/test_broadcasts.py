@@ -440,7 +440,7 @@ def test_send_bulk_creates_and_sends(app, account, test_api):
 
 # --- stats --------------------------------------------------------------------------------------------------------
 
-def test_stats_count_opens_clicks_bounces_and_leave_machine_opens_out(app, account, test_api):
+def test_stats_count_opens_clicks_bounces_and_leave_machine_opens_and_clicks_out(app, account, test_api):
     addresses = ["opened@simulator.test", "clicked@simulator.test", "bounce@simulator.test",
                  "complaint@simulator.test", "delivered@simulator.test"]
     subscribe(test_api, *addresses)
@@ -458,6 +458,9 @@ def test_stats_count_opens_clicks_bounces_and_leave_machine_opens_out(app, accou
         record_events([
             {"type": "message.opened", "message_id": msgs["delivered@simulator.test"], "data": {"machine": True}},
             {"type": "message.opened", "message_id": msgs["opened@simulator.test"], "data": {"machine": False}},
+            # A security scanner following the link of a message nobody clicked: not a click.
+            {"type": "message.clicked", "message_id": msgs["delivered@simulator.test"],
+             "data": {"machine": True, "url": "https://example.com/"}},
             {"type": "contact.unsubscribed", "message_id": msgs["delivered@simulator.test"], "data": {}}])
         db.session.commit()
         stats = compute_stats(b["id"])
