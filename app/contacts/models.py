@@ -26,6 +26,9 @@ class Contact(TenantScoped, db.Model):
         CheckConstraint("score IS NULL OR (score >= 0 AND score <= 100)", name="score_range"),
     )
 
+    # Served by the composite (organization_id, mode, …) indexes below: no single-column index to maintain on
+    # every insert of this hot table.
+    organization_id: Mapped[str] = mapped_column(String(32))
     id: Mapped[str] = id_column("con")
     email: Mapped[str | None] = mapped_column(String(320), nullable=True)
     phone_number: Mapped[str | None] = mapped_column(String(20), nullable=True)

@@ -23,6 +23,9 @@ class Event(TenantScoped, db.Model):
         Index("ix_events_contact", "contact_id", "occurred_at"),
     )
 
+    # Served by the composite (organization_id, mode, …) indexes below: no single-column index to maintain on
+    # every insert of this hot table.
+    organization_id: Mapped[str] = mapped_column(String(32))
     id: Mapped[str] = id_column("evt")
     type: Mapped[str] = mapped_column(String(40))
     message_id: Mapped[str | None] = mapped_column(String(32), nullable=True)

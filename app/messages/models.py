@@ -30,10 +30,12 @@ class Message(TenantScoped, db.Model):
         Index("ix_messages_page", "organization_id", "mode", "created_at", "id"),
         # The dispatcher's claim: due work, oldest first, across tenants.
         Index("ix_messages_due", "status", "next_attempt_at"),
-        Index("ix_messages_broadcast", "broadcast_id"),
         Index("ux_messages_broadcast_contact", "broadcast_id", "contact_id", unique=True, postgresql_where=text("broadcast_id IS NOT NULL"), sqlite_where=text("broadcast_id IS NOT NULL")),  # noqa: E501  one message per recipient of a broadcast
     )
 
+    # Served by the composite (organization_id, mode, …) indexes below: no single-column index to maintain on
+    # every insert of this hot table.
+    organization_id: Mapped[str] = mapped_column(String(32))
     id: Mapped[str] = id_column("msg")
     channel: Mapped[str] = mapped_column(String(10), default="email")
     status: Mapped[str] = mapped_column(String(12), default="queued")
