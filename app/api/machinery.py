@@ -45,10 +45,21 @@ def _is_public() -> bool:
 
 
 def _redact(text: str | None) -> str | None:
+    """A body as the request log keeps it: cut to LOG_BODY_LIMIT, secrets masked, and text no database can
+    store (NUL, lone surrogates) replaced, so logging can never fail the request it describes."""
     if text is None:
         return None
-    text = text[:LOG_BODY_LIMIT]
+    text = _UNSTORABLE.sub("\ufffd", text[:LOG_BODY_LIMIT])
     return _SECRETS.sub(lambda m: m.group(1) + "…redacted", text)
+
+
+def _logged_request_body() -> str | None:
+    if request.method not in MUTATING:
+        return None
+    if request.mimetype == "multipart/form-data":
+        # An upload (a CSV, an image) is a file, not something to read in a log: say what it was.
+        return f"<{request.mimetype}, {request.content_length or 0} bytes>"
+    return _redact(request.get_data(as_text=True))
 
 
 def _assign_request_id():
@@ -216,7 +227,7 @@ def _request_log_insert(response: Response):
         error_code=error_code, idempotency_key=request.headers.get("Idempotency-Key", "")[:255] or None,
         ip=(request.access_route[0] if request.access_route else request.remote_addr),
         user_agent=(request.user_agent.string or "")[:300] or None,
-        request_body=_redact(request.get_data(as_text=True)) if request.method in MUTATING else None,
+        request_body=_logged_request_body(),
         response_body=_redact(response.get_data(as_text=True)) if not response.direct_passthrough else None,
         created_at=utcnow(),
     )

@@ -202,3 +202,23 @@ def test_lone_surrogates_are_refused_before_the_database(api, raw, param):
     resp = api.post("/contacts", data=raw, headers={"Content-Type": "application/json"})
     body = assert_error(resp, 400, "invalid_request", param)
     assert "surrogate" in body["message"]
+
+
+def test_a_binary_upload_is_logged_as_what_it_was_not_as_its_bytes(app, api, account):
+    """The request log keeps a line about an upload, not its bytes: a PNG full of NULs (which PostgreSQL
+    cannot store as text) must neither fail the request nor land in the log."""
+    import io
+
+    from sqlalchemy import select
+
+    from app.api.models import RequestLog
+    from app.extensions import db
+    from app.tenancy import tenant_scope
+
+    png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x00\x00\x00\x00"
+    resp = api.client.post("/api/v1/imports", data={"file": (io.BytesIO(png), "contacts.csv")},
+                           content_type="multipart/form-data", headers={"Authorization": f"Bearer {api.key}"})
+    assert resp.status_code < 500, resp.get_data(as_text=True)
+    with app.app_context(), tenant_scope(account["organization_id"], "live"):
+        row = db.session.execute(select(RequestLog).where(RequestLog.id == resp.headers["X-Request-Id"])).scalar_one()
+    assert row.request_body.startswith("<multipart/form-data, ") and "\x00" not in row.request_body
