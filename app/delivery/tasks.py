@@ -31,28 +31,34 @@ def _nudge(queue_name: str = "high") -> None:
 
 @job
 def dispatch_email(batch_size: int = service.BATCH_SIZE) -> dict:
-    """Deliver every due email, batch by batch.  Idempotent: the claim decides who sends what."""
+    """Deliver every due email, batch by batch.  Idempotent: the claim decides who sends what.
+
+    Each transaction writes one batch's outcome and claims the next (one COMMIT per batch); sending a
+    batch runs outside any transaction."""
     clear_nudge(DISPATCH_NUDGE)
     started = time.monotonic()
     deliverer = service.Deliverer()
     totals: dict[str, int] = {}
+    clean = False
     try:
-        while True:
-            ids = service.claim_due(batch_size)
-            if not ids:
-                break
-            if len(ids) == batch_size:
+        batch = deliverer.claim(batch_size)
+        while batch:
+            if len(batch) == batch_size:
                 _nudge()  # more is waiting: let another worker help
-            counts = deliverer.deliver(ids)
+            results = deliverer.send(batch)
+            counts = deliverer.write(batch, results)
             for key, value in counts.items():
                 totals[key] = totals.get(key, 0) + value
             if time.monotonic() - started > TIME_BUDGET:
+                db.session.commit()
                 # Continue on `default`, behind what is already waiting there (webhooks): a long send must
                 # not keep a worker on `high` forever, which RQ drains before anything else.
                 _nudge("default")
                 break
+            batch = deliverer.claim(batch_size)  # commits the write above with this claim
+        clean = True
     finally:
-        deliverer.close()
+        deliverer.close(wait=clean)
     if totals:
         log.info("dispatch_email: %s", totals)
     return totals
