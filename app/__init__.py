@@ -41,6 +41,10 @@ def create_app(overrides: dict | None = None) -> Flask:
     jobs.init_app(app)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         _tune_sqlite(app)
+    else:
+        from .dbpool import ping_when_idle
+        with app.app_context():
+            ping_when_idle(db.engine, app.config["DB_PING_IDLE_SECONDS"])
 
     register_api(app)
     register_web(app)

@@ -21,7 +21,8 @@ from ..ids import new_id
 from ..tenancy import reset_tenant, set_tenant
 from ..timeutil import utcnow
 from . import idempotency, ratelimit
-from .auth import authenticate
+from .. import epoch as config_epoch
+from .auth import authenticate, forget_cached_keys
 from .models import RequestLog
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,20 @@ def _api_before():
                                   param=_UNSTORABLE.sub("", name))
 
     rate, burst = ratelimit.limits_for(g.organization)
-    decision = ratelimit.hit(g.api_key.id, rate, burst)
+    decision = ratelimit.hit(g.api_key.id, rate, burst, config_epoch.key())
+    g.config_epoch = decision.epoch
+    if decision.epoch != g.auth_epoch:
+        # A key or an organization changed since this key was cached: ask the database again (401 now if
+        # this key was revoked or disabled), then take the token under the limits as they are now (the
+        # bucket pays one extra token for it, once per change).
+        forget_cached_keys()
+        authenticate(fresh=True)
+        reset_tenant(g.tenant_token)
+        g.tenant_token = set_tenant(g.tenant)
+        g.api_version = version or g.organization.api_version
+        rate, burst = ratelimit.limits_for(g.organization)
+        decision = ratelimit.hit(g.api_key.id, rate, burst, config_epoch.key())
+        g.config_epoch = decision.epoch
     g.rate_limit = decision
     if not decision.allowed:
         raise RateLimited(f"Rate limit of {rate:g} requests/s (burst {burst}) exceeded for this key.",

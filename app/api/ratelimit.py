@@ -8,8 +8,10 @@ from flask import current_app
 
 from ..extensions import redis
 
-# KEYS[1] bucket; ARGV rate (tokens/s), burst.  Time comes from the Redis server so that every web host
-# agrees.  Returns {allowed, tokens_left*1000}.
+# KEYS[1] bucket, KEYS[2] the credentials epoch (app.api.auth); ARGV rate (tokens/s), burst.  Time comes
+# from the Redis server so that every web host agrees.  Returns {allowed, tokens_left*1000, epoch}: the
+# epoch rides along so that a key served from the in-process credentials cache is re-checked against the
+# database the moment any key or organization changed, at no extra round trip.
 _LUA = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
@@ -24,7 +26,7 @@ local allowed = 0
 if tokens >= 1 then tokens = tokens - 1; allowed = 1 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
-return {allowed, math.floor(tokens * 1000)}
+return {allowed, math.floor(tokens * 1000), redis.call('GET', KEYS[2]) or '0'}
 """
 
 
@@ -35,6 +37,7 @@ class Decision:
     remaining: int
     reset: int
     retry_after: int
+    epoch: str = "0"
 
     def headers(self) -> dict:
         return {"X-RateLimit-Limit": str(self.limit), "X-RateLimit-Remaining": str(self.remaining),
@@ -50,14 +53,16 @@ def limits_for(organization) -> tuple[float, int]:
     return float(rate), int(burst)
 
 
-def hit(api_key_id: str, rate: float, burst: int) -> Decision:
+def hit(api_key_id: str, rate: float, burst: int, epoch_key: str) -> Decision:
     client = redis.client
     script = current_app.extensions.get("postline_ratelimit_script")
     if script is None:
         script = client.register_script(_LUA)
         current_app.extensions["postline_ratelimit_script"] = script
-    allowed, tokens_milli = script(keys=[redis.key("rl", api_key_id)], args=[rate, burst], client=client)
+    allowed, tokens_milli, epoch = script(keys=[redis.key("rl", api_key_id), epoch_key], args=[rate, burst],
+                                          client=client)
     tokens = tokens_milli / 1000.0
     reset = math.ceil((burst - tokens) / rate) if tokens < burst else 0
     retry_after = 0 if allowed else max(1, math.ceil((1 - tokens) / rate))
-    return Decision(bool(allowed), burst, int(tokens), reset, retry_after)
+    return Decision(bool(allowed), burst, int(tokens), reset, retry_after,
+                    epoch.decode() if isinstance(epoch, bytes) else str(epoch))

@@ -24,6 +24,7 @@ from flask import current_app
 from sqlalchemy import bindparam, func, insert, select, update
 from standardwebhooks import Webhook
 
+from .. import epoch as config_epoch
 from .. import ssrf
 from ..crypto import decrypt
 from ..extensions import db
@@ -38,6 +39,9 @@ STUCK_AFTER = timedelta(minutes=5)  # a batch takes at most ~BATCH_SIZE/threads 
 RESPONSE_LOG_BYTES = 1024
 USER_AGENT = "Postline-Webhooks/1.0"
 NUDGE_KEY = "dispatch-webhooks"
+_ENDPOINTS_CACHE = "postline_webhook_endpoints"
+
+config_epoch.watch(WebhookEndpoint)
 
 # The message status an event implies at the time it happened (the row may have moved on since).
 _EVENT_STATUS = {
@@ -75,11 +79,7 @@ def fan_out(events: list[dict]) -> None:
     """The ``on_events`` listener: one delivery row per (event, subscribed endpoint of its tenant and mode)."""
     if not events:
         return
-    orgs = {e["organization_id"] for e in events}
-    t = WebhookEndpoint.__table__
-    endpoints = db.session.execute(
-        select(t.c.id, t.c.organization_id, t.c.mode, t.c.events)
-        .where(t.c.organization_id.in_(orgs), t.c.status == "enabled")).all()
+    endpoints = _enabled_endpoints({e["organization_id"] for e in events})
     if not endpoints:
         return
     by_tenant: dict[tuple[str, str], list] = {}
@@ -115,6 +115,32 @@ def fan_out(events: list[dict]) -> None:
     from ..jobs import nudge_after_commit
     from .tasks import dispatch_webhooks
     nudge_after_commit(dispatch_webhooks, key=NUDGE_KEY, queue_name="default")
+
+
+def _enabled_endpoints(orgs: set[str]) -> list:
+    """The enabled endpoints of these organizations, from a per-process cache kept under the configuration
+    epoch (app.epoch: every endpoint change moves it), so a send does not query them every time."""
+    cache = config_epoch.local_cache(_ENDPOINTS_CACHE)
+    epoch = config_epoch.current()  # before the read: a change committed meanwhile shows as a newer epoch
+    now = time.monotonic()
+    found, missing = [], []
+    for org in orgs:
+        entry = cache.get(org)
+        if entry is not None and entry[1] == epoch and now - entry[0] < config_epoch.MAX_AGE_SECONDS:
+            found.extend(entry[2])
+        else:
+            missing.append(org)
+    if missing:
+        t = WebhookEndpoint.__table__
+        rows = db.session.execute(select(t.c.id, t.c.organization_id, t.c.mode, t.c.events)
+                                  .where(t.c.organization_id.in_(missing), t.c.status == "enabled")).all()
+        if len(cache) > 10_000:
+            cache.clear()
+        for org in missing:
+            mine = [row for row in rows if row.organization_id == org]
+            cache[org] = (now, epoch, mine)
+            found.extend(mine)
+    return found
 
 
 def _first_recipient(to) -> str | None:
@@ -198,6 +224,7 @@ def disable_endpoints(endpoint_ids, reason: str, now: datetime | None = None,
     disabled = db.session.execute(stmt.values(status="disabled", disabled_reason=reason, disabled_at=now,
                                               updated_at=now).returning(e.c.id)).scalars().all()
     if disabled:
+        config_epoch.bump_after_commit()
         db.session.execute(update(d).where(d.c.endpoint_id.in_(disabled), d.c.status == "pending").values(
             status="failed", next_attempt_at=None, completed_at=now, updated_at=now,
             last_error="Endpoint disabled."))

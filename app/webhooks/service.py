@@ -15,6 +15,7 @@ from .. import ssrf
 from ..crypto import decrypt, encrypt
 from ..errors import NotFound, UnprocessableError, ValidationError
 from ..events.service import EVENT_TYPES
+from .. import epoch as config_epoch
 from ..extensions import db
 from ..ids import new_id
 from ..tenancy import require_tenant
@@ -125,6 +126,7 @@ def delete_endpoint(endpoint_id: str) -> str:
     for model in (WebhookAttempt, WebhookDelivery):
         db.session.execute(delete(model).where(model.endpoint_id == endpoint.id))
     db.session.execute(delete(WebhookEndpoint).where(WebhookEndpoint.id == endpoint.id))
+    config_epoch.bump_after_commit()  # a Core DELETE: the session hooks do not see it
     return endpoint.id
 
 
