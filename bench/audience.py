@@ -188,6 +188,7 @@ def main() -> int:
     ap.add_argument("--redis-db", type=int, default=None)
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--keep", action="store_true", help="keep the database for EXPLAIN work (drop it yourself)")
+    ap.add_argument("--segments-only", action="store_true", help="only the segment counts (skip the pages)")
     args = ap.parse_args()
 
     C.terminate_on_sigterm()
@@ -239,53 +240,54 @@ def main() -> int:
         (run.workdir / "plans.txt").write_text("\n".join(plans))
         _ = compile_rules  # (the compiler is what count_segment runs)
 
-        # 2. GET /contacts: page 1 vs page 5,000.
-        client = app.test_client()
-        headers = {"Authorization": f"Bearer {account['live_api_key']}"}
-        with app.app_context(), tenant_scope(org, "live"):
-            dyn = service.create_list({"name": "Pro payers", "list_type": "dynamic",
-                                       "segment_rules": SEGMENTS["pro plan, email opt-in, mrr >= 500"]})
-            for name, rules in [kv for kv in SEGMENTS.items() if kv[0] != "pro plan, email opt-in, mrr >= 500"][:5]:
-                service.create_list({"name": name, "list_type": "dynamic", "segment_rules": rules})
-            db.session.commit()
-            dyn_id = dyn.id
-        filters = {
-            "none": "", "tag=beta": "tag=beta", "consent[email]=subscribed": "consent%5Bemail%5D=subscribed",
-            "attributes[plan]=pro": "attributes%5Bplan%5D=pro", "risk=high": "risk=high",
-            "list_id (dynamic)": f"list_id={dyn_id}", "q=lovelace": "q=lovelace",
-        }
-        results["pages"] = {}
-        for name, query in filters.items():
-            base = "/api/v1/contacts?limit=20" + (f"&{query}" if query else "")
+        if not args.segments_only:
+            # 2. GET /contacts: page 1 vs page 5,000.
+            client = app.test_client()
+            headers = {"Authorization": f"Bearer {account['live_api_key']}"}
+            with app.app_context(), tenant_scope(org, "live"):
+                dyn = service.create_list({"name": "Pro payers", "list_type": "dynamic",
+                                           "segment_rules": SEGMENTS["pro plan, email opt-in, mrr >= 500"]})
+                for name, rules in [kv for kv in SEGMENTS.items() if kv[0] != "pro plan, email opt-in, mrr >= 500"][:5]:
+                    service.create_list({"name": name, "list_type": "dynamic", "segment_rules": rules})
+                db.session.commit()
+                dyn_id = dyn.id
+            filters = {
+                "none": "", "tag=beta": "tag=beta", "consent[email]=subscribed": "consent%5Bemail%5D=subscribed",
+                "attributes[plan]=pro": "attributes%5Bplan%5D=pro", "risk=high": "risk=high",
+                "list_id (dynamic)": f"list_id={dyn_id}", "q=lovelace": "q=lovelace",
+            }
+            results["pages"] = {}
+            for name, query in filters.items():
+                base = "/api/v1/contacts?limit=20" + (f"&{query}" if query else "")
 
-            def get(url):
-                resp = client.get(url, headers=headers)
-                assert resp.status_code == 200, (url, resp.status_code, resp.get_data(as_text=True)[:300])
-                return resp.get_json()
+                def get(url):
+                    resp = client.get(url, headers=headers)
+                    assert resp.status_code == 200, (url, resp.status_code, resp.get_data(as_text=True)[:300])
+                    return resp.get_json()
 
-            # Walk to the deep page's cursor with keyset steps of 100 (= 20 × 5,000 rows), as a client would.
-            deep_rows = 100_000 if name == "none" else 20_000
-            cursor, seen = None, 0
-            while seen < deep_rows:
-                page = get("/api/v1/contacts?limit=100" + (f"&{query}" if query else "")
-                           + (f"&starting_after={cursor}" if cursor else ""))
-                if not page["data"]:
-                    break
-                cursor, seen = page["data"][-1]["id"], seen + len(page["data"])
-                if not page["has_more"]:
-                    break
-            # Interleaved (page 1, deep page, page 1, …) so a change in the machine's load hits both alike.
-            first, deep = timed_pair(lambda: len(get(base)["data"]),
-                                     lambda: len(get(f"{base}&starting_after={cursor}")["data"]), args.repeat * 3)
-            ratio = round(deep["median_ms"] / first["median_ms"], 2) if first["median_ms"] else None
-            results["pages"][name] = {"deep_page": seen // 20, "page_1": first, "deep": deep, "ratio": ratio}
-            C.log(f"GET /contacts [{name}]: page 1 {first['median_ms']} ms, page {seen // 20:,} "
-                  f"{deep['median_ms']} ms (×{ratio})")
+                # Walk to the deep page's cursor with keyset steps of 100 (= 20 × 5,000 rows), as a client would.
+                deep_rows = 100_000 if name == "none" else 20_000
+                cursor, seen = None, 0
+                while seen < deep_rows:
+                    page = get("/api/v1/contacts?limit=100" + (f"&{query}" if query else "")
+                               + (f"&starting_after={cursor}" if cursor else ""))
+                    if not page["data"]:
+                        break
+                    cursor, seen = page["data"][-1]["id"], seen + len(page["data"])
+                    if not page["has_more"]:
+                        break
+                # Interleaved (page 1, deep page, page 1, …) so a change in the machine's load hits both alike.
+                first, deep = timed_pair(lambda: len(get(base)["data"]),
+                                         lambda: len(get(f"{base}&starting_after={cursor}")["data"]), args.repeat * 3)
+                ratio = round(deep["median_ms"] / first["median_ms"], 2) if first["median_ms"] else None
+                results["pages"][name] = {"deep_page": seen // 20, "page_1": first, "deep": deep, "ratio": ratio}
+                C.log(f"GET /contacts [{name}]: page 1 {first['median_ms']} ms, page {seen // 20:,} "
+                      f"{deep['median_ms']} ms (×{ratio})")
 
-        # 3. GET /lists with six dynamic lists.
-        got = timed(lambda: client.get("/api/v1/lists?limit=20", headers=headers).status_code, args.repeat)
-        results["lists_index_6_dynamic"] = got
-        C.log(f"GET /lists (6 dynamic lists, counts in one pass): median {got['median_ms']} ms")
+            # 3. GET /lists with six dynamic lists.
+            got = timed(lambda: client.get("/api/v1/lists?limit=20", headers=headers).status_code, args.repeat)
+            results["lists_index_6_dynamic"] = got
+            C.log(f"GET /lists (6 dynamic lists, counts in one pass): median {got['median_ms']} ms")
     except KeyboardInterrupt:
         C.log("interrupted")
         return 130

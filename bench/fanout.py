@@ -85,6 +85,11 @@ def main() -> int:
     ap.add_argument("--chunk", type=int, default=10_000, help="contacts per fan-out chunk (default 10,000)")
     ap.add_argument("--redis-db", type=int, default=None)
     ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--explain-at", type=int, default=None, metavar="K",
+                    help="instead of timing: write K chunks, then EXPLAIN (ANALYZE, BUFFERS, WAL) the next chunk's "
+                         "write statement (rolled back) into plan.txt, its SQL into chunk.sql, and stop")
+    ap.add_argument("--keep", action="store_true", help="keep the database (drop it yourself)")
+    ap.add_argument("--cprofile", action="store_true", help="run the fan-out under cProfile (cprofile.txt)")
     args = ap.parse_args()
 
     C.terminate_on_sigterm()
@@ -139,6 +144,10 @@ def main() -> int:
                 return "chunk_bound"
             return None
 
+        if args.explain_at is not None:
+            explain_chunk(app, org, broadcast_id, args.explain_at, run.workdir)
+            return 0
+
         with app.app_context():
             engine = db.engine
 
@@ -157,6 +166,11 @@ def main() -> int:
             db.session.commit()
             started = time.perf_counter()
             totals = {"written": 0, "queued": 0, "suppressed": 0, "chunks": 0}
+            profiler = None
+            if args.cprofile:
+                import cProfile
+                profiler = cProfile.Profile()
+                profiler.enable()
             while True:
                 with tenant_scope(org, "live"):
                     got = service.run_fan_out(broadcast_id, budget=10_000.0, pause=0.0)
@@ -165,6 +179,12 @@ def main() -> int:
                 if got.get("done") or not got.get("continued"):
                     break
             elapsed = time.perf_counter() - started
+            if profiler is not None:
+                import pstats
+                profiler.disable()
+                out = io.StringIO()
+                pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(45)
+                (run.workdir / "cprofile.txt").write_text(out.getvalue())
             wal_bytes = db.session.execute(text("SELECT pg_current_wal_lsn() - CAST(:lsn AS pg_lsn)"),
                                            {"lsn": wal_before}).scalar()
             db.session.commit()
@@ -223,7 +243,46 @@ def main() -> int:
             Path(args.json).write_text(json.dumps(results, indent=2))
         return 0 if ok else 1
     finally:
+        if args.keep and run.db_name:
+            C.log(f"kept database {run.db_name} (--keep): DROP DATABASE it when done")
+            run.db_name = None
         run.close()
+
+
+def explain_chunk(app, org: str, broadcast_id: str, k: int, workdir: Path) -> None:
+    """K chunks written and committed, then the next one's write statement captured (rolled back) and
+    EXPLAINed with ANALYZE, BUFFERS and WAL in a transaction that is rolled back too."""
+    from sqlalchemy import event, text
+
+    from app.broadcasts import service
+    from app.extensions import db
+    from app.tenancy import tenant_scope
+
+    with app.app_context(), tenant_scope(org, "live"):
+        service.claim_fan_out(broadcast_id)
+        for _ in range(k):
+            service.fan_out_chunk(broadcast_id)
+            db.session.commit()
+        captured: list[str] = []
+
+        def _before(conn, cursor, statement, params, context, executemany):
+            if statement.lstrip()[:40].upper().startswith("WITH INSERTED"):
+                captured.append(cursor.mogrify(statement, params).decode())
+
+        event.listen(db.engine, "before_cursor_execute", _before)
+        started = time.perf_counter()
+        service.fan_out_chunk(broadcast_id)
+        C.log(f"chunk {k + 1} (rolled back): {time.perf_counter() - started:.2f} s")
+        db.session.rollback()
+        event.remove(db.engine, "before_cursor_execute", _before)
+        sql = captured[-1]
+        (workdir / "chunk.sql").write_text(sql + ";\n")
+        db.session.execute(text("SET LOCAL synchronous_commit = off"))
+        plan = db.session.execute(text("EXPLAIN (ANALYZE, BUFFERS, WAL, VERBOSE) " + sql.replace("%", "%%"))).scalars()
+        plan = "\n".join(plan)
+        db.session.rollback()
+    (workdir / "plan.txt").write_text(plan + "\n")
+    print(plan)
 
 
 if __name__ == "__main__":

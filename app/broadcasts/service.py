@@ -27,7 +27,7 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import current_app
-from sqlalchemy import and_, case, cast, delete, exists, func, insert, literal, null, select, update
+from sqlalchemy import and_, case, cast, delete, exists, func, insert, literal, null, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.types import Boolean, DateTime, Integer, String
 
@@ -495,10 +495,21 @@ def _audience(b: Broadcast):
         t.c.list_id == b.audience_list_id, t.c.organization_id == b.organization_id, t.c.mode == b.mode)
 
 
-def _new_ids(prefix: str):
-    """A fresh random id per row, made by the database (``prefix_`` + 24 hex digits, ~94 random bits)."""
+def _new_ids(prefix: str, ordered: bool = False):
+    """A fresh random id per row, made by the database (``prefix_`` + 24 hex digits, ~94 random bits).
+
+    ``ordered`` (PostgreSQL): ``prefix_`` + the row's ``clock_timestamp()`` in microseconds (13 hex digits)
+    + 15 hex digits of a v4 UUID (56 random bits: its 13th digit is the version) — 32 characters, unique and
+    unguessable, but increasing, so the rows of a fan-out chunk land at the right edge of every B-tree keyed
+    by them (the primary keys, and ``message_id`` on recipients and events) instead of on random leaf pages
+    all over 1M-row indexes: far fewer pages dirtied, and far less WAL (full-page images after each
+    checkpoint)."""
     if _dialect() == "postgresql":
-        return literal(prefix + "_") + func.substr(func.replace(cast(func.gen_random_uuid(), String), "-", ""), 1, 24)
+        uuid_hex = func.replace(cast(func.gen_random_uuid(), String), "-", "")
+        if ordered:
+            micros = cast(func.extract("epoch", func.clock_timestamp()) * 1_000_000, postgresql.BIGINT)
+            return literal(prefix + "_") + func.lpad(func.to_hex(micros), 13, "0") + func.substr(uuid_hex, 1, 15)
+        return literal(prefix + "_") + func.substr(uuid_hex, 1, 24)
     return literal(prefix + "_") + func.lower(func.hex(func.randomblob(12)))
 
 
@@ -548,6 +559,18 @@ def fan_out_chunk(broadcast_id: str, limit: int | None = None) -> dict | None:
     hi = db.session.execute(select(func.max(window.subquery().c.contact_id))).scalar()
     if hi is None:
         return {"done": True, "written": 0, "queued": 0, "suppressed": 0}
+    if _dialect() == "postgresql":
+        # The chunk's COMMIT does not wait for its WAL to reach disk.  Safe because a chunk is all or
+        # nothing with the cursor: its messages, recipients, events (and webhook deliveries) and the
+        # ``fanout_cursor``/counters UPDATE below are one transaction, so a crash of the database server
+        # within the ~0.6 s window loses the whole chunk *and* the cursor move, never one without the
+        # other.  The broadcast row then still says `sending` at the old cursor; the worker's job fails on
+        # its lost connection, its heartbeat goes stale and ``sweep`` re-enqueues the fan-out, which
+        # resumes from that cursor and writes the chunk again (new ids; the unique index would refuse a
+        # second message for a recipient anyway).  Nothing of a lost chunk can have been delivered: the
+        # dispatcher claims messages with a synchronous COMMIT of its own, and WAL is flushed in order,
+        # so a durable claim implies the (earlier) chunk is durable too.
+        db.session.execute(text("SET LOCAL synchronous_commit = off"))
 
     c, s, m = Contact.__table__, Suppression.__table__, Message.__table__
     r, e = MessageRecipient.__table__, Event.__table__
@@ -562,7 +585,8 @@ def fan_out_chunk(broadcast_id: str, limit: int | None = None) -> dict | None:
     reason = case((suppressed, s.c.reason), (no_consent, "no_consent"), else_=null())
     source = (
         select(
-            _new_ids("msg"), literal(org), literal(mode), literal("email"), status, reason, literal(b.message_type),
+            _new_ids("msg", ordered=True), literal(org), literal(mode), literal("email"), status, reason,
+            literal(b.message_type),
             literal(b.from_email), literal(b.from_name, String), _json_literal(b.reply_to or []),
             _json_array(_json_object("email", c.c.email, "name", null())),
             _json_literal({}), _json_literal(b.tags or []), _json_literal(b.metadata_ or {}),
@@ -583,20 +607,28 @@ def fan_out_chunk(broadcast_id: str, limit: int | None = None) -> dict | None:
                      "occurred_at"]
     recipient_columns = ["id", "organization_id", "mode", "message_id", "kind", "address", "domain", "status",
                          "status_reason", "attempt_count", "updated_at"]
-    returning = (e.c.id, e.c.type, e.c.organization_id, e.c.mode, e.c.message_id, e.c.contact_id, e.c.recipient,
-                 e.c.data, e.c.occurred_at)
+    # What the listeners get is rebuilt from these few text columns: organization, mode and time are the
+    # chunk's, and ``data`` is known but for a suppression's reason (no JSON decoded per row).
+    returning = (e.c.id, e.c.type, e.c.message_id, e.c.contact_id, e.c.recipient, e.c.data["reason"].as_string())
+
+    def sibling_ids(rows, prefix: str):
+        """The ids of a message's recipient and event.  PostgreSQL: the message's own (ordered, unique) id
+        under another prefix — one random draw per message instead of three; SQLite: fresh random ids."""
+        if _dialect() == "postgresql":
+            return literal(prefix + "_") + func.substr(rows.c.id, 5)
+        return _new_ids(prefix)
 
     def event_select(rows, email):
         """message.queued / message.suppressed for ``rows`` (message columns) with ``email``."""
         is_suppressed = rows.c.status == "suppressed"
         return select(
-            _new_ids("evt"), case((is_suppressed, "message.suppressed"), else_="message.queued"),
+            sibling_ids(rows, "evt"), case((is_suppressed, "message.suppressed"), else_="message.queued"),
             rows.c.organization_id, rows.c.mode, rows.c.id, rows.c.contact_id, case((is_suppressed, email), else_=null()),
             case((is_suppressed, _json_object("reason", rows.c.status_reason, "broadcast_id", literal(b.id))),
-                 else_=_json_object("broadcast_id", literal(b.id))), at)
+                 else_=_json_literal({"broadcast_id": b.id})), at)
 
     def recipient_select(rows, email):
-        return select(_new_ids("rcp"), rows.c.organization_id, rows.c.mode, rows.c.id, literal("to"), email,
+        return select(sibling_ids(rows, "rcp"), rows.c.organization_id, rows.c.mode, rows.c.id, literal("to"), email,
                       _email_domain(email), rows.c.status, rows.c.status_reason, literal(0, Integer), at)
 
     if _dialect() == "postgresql":
@@ -611,7 +643,7 @@ def fan_out_chunk(broadcast_id: str, limit: int | None = None) -> dict | None:
         recipients_cte = insert(r).from_select(recipient_columns, recipient_select(inserted, email)).cte("rcpts")
         stmt = (insert(e).from_select(event_columns, event_select(inserted, email)).returning(*returning)
                 .add_cte(recipients_cte))
-        event_rows = db.session.execute(stmt).mappings().all()
+        event_rows = db.session.execute(stmt).all()
     else:
         db.session.execute(sqlite.insert(m).from_select(columns, source).on_conflict_do_nothing(
             index_elements=["broadcast_id", "contact_id"], index_where=m.c.broadcast_id.isnot(None)))
@@ -624,10 +656,14 @@ def fan_out_chunk(broadcast_id: str, limit: int | None = None) -> dict | None:
                         *([m.c.contact_id > b.fanout_cursor] if b.fanout_cursor else []),
                         ~exists().where(r.c.message_id == m.c.id))).subquery("fresh")
         event_rows = db.session.execute(insert(e).from_select(event_columns, event_select(fresh, fresh.c.email))
-                                        .returning(*returning)).mappings().all()
+                                        .returning(*returning)).all()
         db.session.execute(insert(r).from_select(recipient_columns, recipient_select(fresh, fresh.c.email)))
 
-    events = [dict(row) for row in event_rows]
+    events = [{"id": id_, "type": type_, "organization_id": org, "mode": mode, "message_id": message_id,
+               "contact_id": contact_id, "recipient": recipient, "occurred_at": now,
+               "data": ({"reason": reason, "broadcast_id": b.id} if type_ == "message.suppressed"
+                        else {"broadcast_id": b.id})}
+              for id_, type_, message_id, contact_id, recipient, reason in event_rows]
     for listener in _LISTENERS:  # webhooks read the events backbone (one query when nobody listens)
         listener(events)
     n_suppressed = sum(1 for ev in events if ev["type"] == "message.suppressed")
