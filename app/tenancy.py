@@ -108,11 +108,26 @@ def _add_tenant_criteria(state):
     tenant = _current.get()
     if tenant is None:
         raise TenancyError("a tenant-owned table was queried with no tenant in scope")
-    org_id, mode = tenant.organization_id, tenant.mode
-    state.statement = state.statement.options(
-        with_loader_criteria(OrgScoped, lambda cls: cls.organization_id == org_id, include_aliases=True),
-        with_loader_criteria(TenantScoped, lambda cls: cls.mode == mode, include_aliases=True),
-    )
+    state.statement = state.statement.options(*_criteria_for(tenant))
+
+
+_CRITERIA: dict[Tenant, tuple] = {}
+
+
+def _criteria_for(tenant: Tenant) -> tuple:
+    """The two loader-criteria options of a tenant, built once per tenant and process (building them
+    analyses the lambdas: a few hundred Python calls a statement on the accept path)."""
+    options = _CRITERIA.get(tenant)
+    if options is None:
+        org_id, mode = tenant.organization_id, tenant.mode
+        options = (
+            with_loader_criteria(OrgScoped, lambda cls: cls.organization_id == org_id, include_aliases=True),
+            with_loader_criteria(TenantScoped, lambda cls: cls.mode == mode, include_aliases=True),
+        )
+        if len(_CRITERIA) >= 10_000:
+            _CRITERIA.clear()
+        _CRITERIA[tenant] = options
+    return options
 
 
 @event.listens_for(Session, "before_flush")

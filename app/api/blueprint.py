@@ -18,3 +18,11 @@ class StrictParser(type(ArgumentsMixin.ARGUMENTS_PARSER)):
 
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = StrictParser()
+
+    def arguments(self, schema, **kwargs):
+        """As flask-smorest's, with the schema instantiated once here: given a class, webargs builds a new
+        instance (deep-copying every declared field) on each request.  Our schemas keep no state on the
+        instance, so one is shared by every request."""
+        if isinstance(schema, type):
+            schema = schema()
+        return super().arguments(schema, **kwargs)

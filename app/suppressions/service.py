@@ -12,7 +12,7 @@ import unicodedata
 
 import email_validator
 import phonenumbers
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..errors import NotFound, ValidationError
@@ -85,12 +85,15 @@ def suppressed(channel: str, recipients: list[str]) -> dict[str, str]:
     keys = list(dict.fromkeys(_key(channel, r) for r in recipients if r))
     out: dict[str, str] = {}
     for start in range(0, len(keys), CHUNK):
-        chunk = keys[start:start + CHUNK]
-        rows = db.session.execute(
-            select(Suppression.recipient, Suppression.reason)
-            .where(Suppression.channel == channel, Suppression.recipient.in_(chunk)))
+        rows = db.session.execute(_SUPPRESSED, {"channel": channel, "recipients": keys[start:start + CHUNK]})
         out.update({recipient: reason for recipient, reason in rows})
     return out
+
+
+# Built once (the tenant's criteria are added per execution by app.tenancy, as for every ORM statement).
+_SUPPRESSED = (select(Suppression.recipient, Suppression.reason)
+               .where(Suppression.channel == bindparam("channel"),
+                      Suppression.recipient.in_(bindparam("recipients", expanding=True))))
 
 
 def _insert(table):
