@@ -70,7 +70,7 @@ class Address(fields.Field):
             if len(name) > 200:
                 raise ValidationError("name must be at most 200 characters.")
         # Lower-cased whole, as contacts and suppressions store addresses, so every lookup agrees.
-        normalised = Email()._deserialize(email.strip(), attr, data).lower()
+        normalised = _EMAIL._deserialize(email.strip(), attr, data).lower()
         return {"email": normalised, "name": (name or "").strip() or None}
 
 
@@ -95,12 +95,17 @@ class AddressList(fields.Field):
         out, errors = [], {}
         for index, item in enumerate(items):
             try:
-                out.append(Address()._deserialize(item, attr, data))
+                out.append(_ADDRESS._deserialize(item, attr, data))
             except ValidationError as exc:
                 errors[index] = exc.messages
         if errors:
             raise ValidationError(errors if isinstance(value, list) else errors[0])
         return out
+
+
+# Shared, stateless field objects (a Field built per address costs more than checking it).
+_EMAIL = Email()
+_ADDRESS = Address()
 
 
 class AttachmentSchema(Schema):
