@@ -46,6 +46,23 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
     return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + canonical).hexdigest()
 
 
+def form_fingerprint(method: str, path: str, form, files) -> str:
+    """The fingerprint of a multipart request, by value: its fields and its files' names, types and bytes
+    (streamed, never held in memory), so a retry that the client encodes with a new boundary still
+    matches.  Each file is rewound for the view that reads it next."""
+    digest = hashlib.sha256(method.encode() + b" " + path.encode() + b"\n")
+    for name in sorted(form.keys()):
+        digest.update(json.dumps(["field", name, form.getlist(name)]).encode())
+    for name in sorted(files.keys()):
+        for upload in files.getlist(name):
+            digest.update(json.dumps(["file", name, upload.filename, upload.content_type]).encode())
+            stream = upload.stream
+            for chunk in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(chunk)
+            stream.seek(0)
+    return digest.hexdigest()
+
+
 def _where(org_id: str, mode: str, key: str):
     return and_(_table.c.organization_id == org_id, _table.c.mode == mode, _table.c.key == key)
 

@@ -115,16 +115,21 @@ def _api_before():
                           headers={"Retry-After": str(decision.retry_after)})
 
     if request.method in MUTATING:
-        body = request.get_data(cache=True)
+        multipart = request.mimetype == "multipart/form-data"
+        # An upload is parsed by werkzeug, which keeps large files in temporary files: it is never held in
+        # memory whole, here or later (the view reads the same parsed request.files).
+        body = b"" if multipart else request.get_data(cache=True)
         parsed = None
-        if body:
+        if multipart:
+            _refuse_unstorable_form()
+        elif body:
             if request.mimetype == "application/json" or request.mimetype.endswith("+json"):
                 try:
                     parsed = json.loads(body)
                 except ValueError:
                     raise ValidationError("The request body is not valid JSON.") from None
                 _refuse_nul(parsed)
-            elif request.mimetype != "multipart/form-data":
+            else:
                 raise ValidationError("Send the body as application/json.", status=415, param="Content-Type")
         key = request.headers.get("Idempotency-Key")
         if key is None and request.path in BODY_IDEMPOTENCY_PATHS and body:
@@ -132,7 +137,8 @@ def _api_before():
             candidate = parsed.get("idempotency_key") if isinstance(parsed, dict) else None
             key = candidate if isinstance(candidate, str) and 0 < len(candidate) <= 255 else None
         if key is not None:
-            digest = idempotency.fingerprint(request.method, request.path, body)
+            digest = (idempotency.form_fingerprint(request.method, request.path, request.form, request.files)
+                      if multipart else idempotency.fingerprint(request.method, request.path, body))
             replay = idempotency.claim(g.tenant.organization_id, g.tenant.mode, key.strip(), digest)
             if replay is not None:
                 headers = dict(replay.headers)
@@ -155,6 +161,18 @@ def _unstorable_message(text: str, what: str) -> str:
     if "\x00" in text:
         return f"{what} may not contain NUL characters."
     return f"{what} may not contain lone surrogate escapes (invalid Unicode)."
+
+
+def _refuse_unstorable_form() -> None:
+    """The NUL / lone-surrogate rule for form fields and uploaded file names."""
+    for name, value in request.form.items(multi=True):
+        if _UNSTORABLE.search(name) or _UNSTORABLE.search(value):
+            raise ValidationError(_unstorable_message(name + value, f"'{_UNSTORABLE.sub('', name)}'"),
+                                  param=_UNSTORABLE.sub("", name) or None)
+    for name, upload in request.files.items(multi=True):
+        if _UNSTORABLE.search(name) or _UNSTORABLE.search(upload.filename or ""):
+            raise ValidationError(_unstorable_message(name + (upload.filename or ""), "File names"),
+                                  param=_UNSTORABLE.sub("", name) or None)
 
 
 def _refuse_nul(value, path: str = "") -> None:

@@ -164,3 +164,35 @@ def test_fifty_concurrent_contact_creates(app):
     originals = [r for r in results if r.status_code == 201 and "Idempotent-Replayed" not in r.headers]
     assert len(originals) == 1
     assert all(r.status_code in (201, 409) for r in results)  # never a 200 "updated": it ran once
+
+
+def _multipart(boundary: str, csv: bytes, **fields) -> bytes:
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+             for k, v in fields.items()]
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="c.csv"\r\n'
+                 'Content-Type: text/csv\r\n\r\n'.encode() + csv + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode()
+
+
+def test_an_upload_is_fingerprinted_by_value_not_by_its_boundary(client, api):
+    def upload(boundary, csv, key="upload-key-1", **fields):
+        return client.post("/api/v1/imports", data=_multipart(boundary, csv, **fields),
+                           content_type=f"multipart/form-data; boundary={boundary}",
+                           headers={"Authorization": f"Bearer {api.key}", "Idempotency-Key": key})
+
+    first = upload("aaaa1111", b"email\nup1@example.com\n", update_existing="true")
+    assert first.status_code in (200, 201, 202), first.get_json()
+    again = upload("bbbb2222", b"email\nup1@example.com\n", update_existing="true")  # a retry, new boundary
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.get_json()["id"] == first.get_json()["id"]
+    assert_error(upload("cccc3333", b"email\nsomeone-else@example.com\n", update_existing="true"),
+                 409, "idempotency_key_reused", "Idempotency-Key")
+    assert_error(upload("dddd4444", b"email\nup1@example.com\n", update_existing="false"),
+                 409, "idempotency_key_reused", "Idempotency-Key")
+
+
+def test_an_upload_with_nul_in_a_field_is_refused(client, api):
+    resp = client.post("/api/v1/imports", data=_multipart("eeee5555", b"email\na@example.com\n", list_id="x\x00y"),
+                       content_type="multipart/form-data; boundary=eeee5555",
+                       headers={"Authorization": f"Bearer {api.key}"})
+    assert_error(resp, 400, "invalid_request", "list_id")
