@@ -135,7 +135,7 @@ def main() -> int:
 
         def kind(statement: str) -> str | None:
             head = statement.lstrip()[:40].upper()
-            if head.startswith("WITH INSERTED"):  # PostgreSQL: messages + recipients + events, one statement
+            if head.startswith(("WITH INSERTED", "WITH WIN")):  # PostgreSQL: messages + recipients + events, one statement
                 return "chunk_write"
             for k in ("INSERT INTO MESSAGES", "INSERT INTO EVENTS", "INSERT INTO MESSAGE_RECIPIENTS"):
                 if head.startswith(k):
@@ -266,7 +266,7 @@ def explain_chunk(app, org: str, broadcast_id: str, k: int, workdir: Path) -> No
         captured: list[str] = []
 
         def _before(conn, cursor, statement, params, context, executemany):
-            if statement.lstrip()[:40].upper().startswith("WITH INSERTED"):
+            if statement.lstrip()[:40].upper().startswith(("WITH INSERTED", "WITH WIN")):
                 captured.append(cursor.mogrify(statement, params).decode())
 
         event.listen(db.engine, "before_cursor_execute", _before)

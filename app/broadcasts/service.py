@@ -556,10 +556,20 @@ def fan_out_chunk(broadcast_id: str, limit: int | None = None) -> dict | None:
     window = select(aud.c.contact_id).order_by(aud.c.contact_id).limit(limit)
     if b.fanout_cursor:
         window = window.where(aud.c.contact_id > b.fanout_cursor)
-    hi = db.session.execute(select(func.max(window.subquery().c.contact_id))).scalar()
-    if hi is None:
-        return {"done": True, "written": 0, "queued": 0, "suppressed": 0}
-    if _dialect() == "postgresql":
+    pg = _dialect() == "postgresql"
+    if pg:
+        # The window (the next ``limit`` audience ids after the cursor) is a CTE of the write statement
+        # itself, read once; its upper bound comes back with the written rows (see ``hi_returned``).
+        win = window.cte("win").prefix_with("MATERIALIZED")
+        hi = select(func.max(win.c.contact_id)).scalar_subquery()
+        members = select(win.c.contact_id)
+    else:
+        hi = db.session.execute(select(func.max(window.subquery().c.contact_id))).scalar()
+        if hi is None:
+            return {"done": True, "written": 0, "queued": 0, "suppressed": 0}
+        members = select(aud.c.contact_id).where(aud.c.contact_id <= hi, *(
+            [aud.c.contact_id > b.fanout_cursor] if b.fanout_cursor else []))
+    if pg:
         # The chunk's COMMIT does not wait for its WAL to reach disk.  Safe because a chunk is all or
         # nothing with the cursor: its messages, recipients, events (and webhook deliveries) and the
         # ``fanout_cursor``/counters UPDATE below are one transaction, so a crash of the database server
@@ -578,7 +588,6 @@ def fan_out_chunk(broadcast_id: str, limit: int | None = None) -> dict | None:
     # The range goes into the audience too, so a list is read by its (list_id, contact_id) key range and
     # contacts by their primary key range: a chunk costs the same at the end of 1M contacts as at the start.
     in_range = [c.c.id <= hi] + ([c.c.id > b.fanout_cursor] if b.fanout_cursor else [])
-    aud_range = [aud.c.contact_id <= hi] + ([aud.c.contact_id > b.fanout_cursor] if b.fanout_cursor else [])
     suppressed = s.c.id.isnot(None)
     no_consent = and_(literal(b.message_type == "marketing"), func.coalesce(c.c.consent_email, "") != "subscribed")
     status = case((suppressed, "suppressed"), (no_consent, "suppressed"), else_="queued")
@@ -598,7 +607,7 @@ def fan_out_chunk(broadcast_id: str, limit: int | None = None) -> dict | None:
                                          s.c.recipient == c.c.email)))
         .where(c.c.organization_id == org, c.c.mode == mode, c.c.email.isnot(None),
                c.c.created_at <= (b.fanout_frozen_at or now),
-               c.c.id.in_(select(aud.c.contact_id).where(*aud_range)), *in_range))
+               c.c.id.in_(members), *in_range))
     columns = ["id", "organization_id", "mode", "channel", "status", "status_reason", "message_type", "from_email",
                "from_name", "reply_to", "to", "headers", "tags", "metadata", "template_id", "template_version",
                "variables", "track_opens", "track_clicks", "domain_id", "contact_id", "broadcast_id",
@@ -641,9 +650,15 @@ def fan_out_chunk(broadcast_id: str, limit: int | None = None) -> dict | None:
                                m.c.status_reason, m.c.to).cte("inserted"))
         email = func.jsonb_extract_path_text(inserted.c.to, "0", "email")
         recipients_cte = insert(r).from_select(recipient_columns, recipient_select(inserted, email)).cte("rcpts")
-        stmt = (insert(e).from_select(event_columns, event_select(inserted, email)).returning(*returning)
-                .add_cte(recipients_cte))
+        stmt = (insert(e).from_select(event_columns, event_select(inserted, email))
+                .returning(*returning, hi.label("hi")).add_cte(recipients_cte))
         event_rows = db.session.execute(stmt).all()
+        if event_rows:
+            hi = event_rows[0][-1]
+        else:  # nothing written: the window was empty (done), or held no one to write (move past it)
+            hi = db.session.execute(select(func.max(window.subquery().c.contact_id))).scalar()
+            if hi is None:
+                return {"done": True, "written": 0, "queued": 0, "suppressed": 0}
     else:
         db.session.execute(sqlite.insert(m).from_select(columns, source).on_conflict_do_nothing(
             index_elements=["broadcast_id", "contact_id"], index_where=m.c.broadcast_id.isnot(None)))
@@ -663,7 +678,7 @@ def fan_out_chunk(broadcast_id: str, limit: int | None = None) -> dict | None:
                "contact_id": contact_id, "recipient": recipient, "occurred_at": now,
                "data": ({"reason": reason, "broadcast_id": b.id} if type_ == "message.suppressed"
                         else {"broadcast_id": b.id})}
-              for id_, type_, message_id, contact_id, recipient, reason in event_rows]
+              for id_, type_, message_id, contact_id, recipient, reason, *_ in event_rows]
     for listener in _LISTENERS:  # webhooks read the events backbone (one query when nobody listens)
         listener(events)
     n_suppressed = sum(1 for ev in events if ev["type"] == "message.suppressed")
