@@ -13,3 +13,4 @@ from .webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint  #
 from .lists.models import ContactList, ListMember  # noqa: F401
 from .broadcasts.models import Broadcast, BroadcastRecipient  # noqa: F401
 from .bgjobs.models import Job  # noqa: F401
+from .segments.models import EventWindow, EventWindowCount  # noqa: F401

@@ -310,12 +310,15 @@ def _contains_ci(expr, text: str):
 
 
 class _Compiler:
-    def __init__(self, dialect: str, organization_id: str, mode: str, contacts, events, correlated: bool = False):
+    def __init__(self, dialect: str, organization_id: str, mode: str, contacts, events, correlated: bool = False,
+                 windows: dict | None = None):
         self.correlated = correlated
         self.pg = dialect == "postgresql"
         self.org, self.mode = organization_id, mode
         self.c = contacts.c
         self.events = events
+        self.windows = windows or {}  # (type, days) -> as_of of the rollup (app.segments.rollup)
+        self.now = utcnow()
 
     # -- helpers
     def _ordered(self, expr, op: str, value):
@@ -445,8 +448,11 @@ class _Compiler:
         """``contacts.id IN`` the contacts with at least ``k`` events of the type in the window."""
         if k <= 0:
             return true()
+        as_of = self.windows.get((cond.event_type, cond.days))
+        if as_of is not None and as_of <= self.now:
+            return self._at_least_rolled_up(cond, k, as_of)
         e = self.events.c
-        since = utcnow() - timedelta(days=cond.days)
+        since = self.now - timedelta(days=cond.days)
         sub = (select(e.contact_id)
                .where(e.organization_id == self.org, e.mode == self.mode, e.type == cond.event_type,
                       e.occurred_at >= since, e.contact_id.is_not(None)))
@@ -456,10 +462,35 @@ class _Compiler:
             sub = sub.group_by(e.contact_id).having(func.count() >= k)
         return self.c.id.in_(sub)
 
+    def _at_least_rolled_up(self, cond: Condition, k: int, as_of: datetime):
+        """The same from the window's stored counts as of ``as_of`` (one row per contact, no grouping),
+        corrected with the raw events since ``as_of`` and minus those of the same span that have left the
+        window since: exact (see app.segments.rollup)."""
+        from .models import EventWindowCount
+
+        e, r = self.events.c, EventWindowCount.__table__.c
+        since = self.now - timedelta(days=cond.days)
+        mine = [e.organization_id == self.org, e.mode == self.mode, e.type == cond.event_type,
+                e.contact_id.is_not(None)]
+        stored = (select(r.contact_id, r.count.label("n"))
+                  .where(r.organization_id == self.org, r.mode == self.mode, r.type == cond.event_type,
+                         r.days == cond.days).subquery("stored"))
+        tail = select(e.contact_id, literal(1).label("n")).where(*mine, e.occurred_at >= as_of)
+        head = select(e.contact_id, literal(-1).label("n")).where(
+            *mine, e.occurred_at >= as_of - timedelta(days=cond.days), e.occurred_at < since)
+        moves = tail.union_all(head).subquery("moves")
+        delta = (select(moves.c.contact_id, func.sum(moves.c.n).label("d"))
+                 .group_by(moves.c.contact_id).subquery("delta"))
+        n = func.coalesce(stored.c.n, 0) + func.coalesce(delta.c.d, 0)
+        sub = (select(func.coalesce(stored.c.contact_id, delta.c.contact_id))
+               .select_from(stored.outerjoin(delta, stored.c.contact_id == delta.c.contact_id, full=True))
+               .where(n >= k))
+        return self.c.id.in_(sub)
+
     def _correlated_count(self, cond: Condition):
         """The contact's own count, through ``ix_events_contact``: for evaluating a handful of contacts."""
         e = self.events.c
-        since = utcnow() - timedelta(days=cond.days)
+        since = self.now - timedelta(days=cond.days)
         return (select(func.count()).select_from(self.events)
                 .where(e.contact_id == self.c.id, e.organization_id == self.org, e.mode == self.mode,
                        e.type == cond.event_type, e.occurred_at >= since).scalar_subquery())
@@ -521,27 +552,38 @@ class _Compiler:
 
 
 def compile_segment(segment: Segment, *, organization_id: str, mode: str, dialect: str | None = None,
-                    correlated: bool = False):
+                    correlated: bool = False, rollup: bool | dict = True):
     """The WHERE clause (over the ``contacts`` table) of ``segment``.  It does not include the tenant
     conditions on ``contacts`` itself (the caller adds them, or the ORM listener does); event subqueries
     carry them.  ``correlated`` counts events per contact (an index probe each) instead of aggregating the
-    type's recent events once: right when the clause is evaluated for one or a few contacts."""
+    type's recent events once: right when the clause is evaluated for one or a few contacts.
+
+    Event counts read the rollup (app.segments.rollup) for the windows it maintains — ``rollup=True``
+    looks them up (one small query, only when the segment counts events); a dict ``{(type, days): as_of}``
+    gives them; False reads raw events only.  The result is the same either way."""
     from ..contacts.models import Contact
     from ..events.models import Event
     if dialect is None:
         from ..sqlhelpers import dialect_name
         dialect = dialect_name()
-    compiler = _Compiler(dialect, organization_id, mode, Contact.__table__, Event.__table__, correlated)
+    windows = rollup if isinstance(rollup, dict) else {}
+    if rollup is True and not correlated:
+        pairs = {(c.event_type, c.days) for c in segment.conditions if c.kind == "events"}
+        if pairs:
+            from .rollup import window_states
+            windows = window_states(organization_id, mode, pairs)
+    compiler = _Compiler(dialect, organization_id, mode, Contact.__table__, Event.__table__, correlated, windows)
     clauses = [compiler.condition(c) for c in segment.conditions]
     if not clauses:
         return true()
     return and_(*clauses) if segment.match == "all" else or_(*clauses)
 
 
-def compile_rules(rules, *, organization_id: str, mode: str, dialect: str | None = None, correlated: bool = False):
+def compile_rules(rules, *, organization_id: str, mode: str, dialect: str | None = None, correlated: bool = False,
+                  rollup: bool | dict = True):
     """Validate and compile ``rules`` in one step (see :func:`compile_segment`)."""
     return compile_segment(parse_rules(rules), organization_id=organization_id, mode=mode, dialect=dialect,
-                           correlated=correlated)
+                           correlated=correlated, rollup=rollup)
 
 
 def _loose_values(text: str) -> list:

@@ -25,3 +25,8 @@ cron.register(sweep_webhooks, queue_name=PREFIX + "default", interval=30, ttl=60
 # The broadcast sweeper: scheduled broadcasts the scheduler missed, fan-outs whose worker died.
 from app.broadcasts.tasks import sweep_broadcasts  # noqa: E402
 cron.register(sweep_broadcasts, queue_name=PREFIX + "default", interval=30, ttl=60, result_ttl=600)
+# The segments' event-count rollup: windows of saved dynamic lists, as of the last midnight.
+from app.segments.rollup import REFRESH_INTERVAL  # noqa: E402
+from app.segments.tasks import refresh_event_windows  # noqa: E402
+cron.register(refresh_event_windows, queue_name=PREFIX + "low", interval=REFRESH_INTERVAL, ttl=REFRESH_INTERVAL,
+              job_timeout=1800, result_ttl=600)
