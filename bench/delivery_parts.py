@@ -11,6 +11,12 @@ UPDATE of 200 rows on PostgreSQL as the worker writes it (SQLAlchemy executemany
 trip per row) against ``executemany_mode='values_plus_batch'`` and one ``UPDATE … FROM (VALUES …)``.
 The CPU column is this process's CPU time, so it holds even on a busy machine; wall includes waiting for
 the server (smtp-sink, PostgreSQL) on loopback.
+
+    .venv/bin/python bench/delivery_parts.py --dispatch 4000 [--cprofile]
+
+runs instead the whole dispatcher (``dispatch_email``, the RQ job's function) in this one process on N
+accepted messages into smtp-sink, and prints its CPU per message (this process: every thread) next to the
+CPU of its PostgreSQL backend; ``--cprofile`` adds the top functions by own CPU time.
 """
 from __future__ import annotations
 
@@ -34,7 +40,122 @@ def timeit(fn, n: int) -> tuple[float, float]:
     return (time.perf_counter() - w0) / n * 1e6, (time.process_time() - c0) / n * 1e6
 
 
+def dispatch_inprocess(n: int, cprofile: bool) -> int:
+    """The dispatcher alone, in-process: CPU µs per message of this process and of its PostgreSQL backends."""
+    from delivery import item
+
+    C.terminate_on_sigterm()
+    run = C.Run("parts", C.ROOT / "bench" / "out" / time.strftime("parts-dispatch-%Y%m%d-%H%M%S"))
+    try:
+        sink = C.which("smtp-sink", "/usr/sbin/smtp-sink")
+        port = C.free_port()
+        user = ["-u", "postfix"] if os.geteuid() == 0 else []
+        run.spawn("smtp-sink", [sink, *user, f"127.0.0.1:{port}", "1000"], env=dict(os.environ), stop_grace=3)
+        C.wait_port(port)
+        database_url = run.create_database()
+        redis_db = run.claim_redis_db()
+        env = run.app_env(database_url, redis_db, SMTP_RELAY_URL=f"smtp://127.0.0.1:{port}")
+        org_id = run.migrate_and_create_account()["organization_id"]
+        C.apply_env(env)
+        from sqlalchemy import text
+
+        from app import create_app
+        from app.delivery.tasks import dispatch_email
+        from app.extensions import db
+        from app.messages.service import send_email_batch
+        from app.tenancy import tenant_scope
+
+        app = create_app()
+        C.setup_sender_domain(app, org_id, "bench.example.com")
+        with app.app_context():
+            for start in range(0, n, 1000):
+                with tenant_scope(org_id, "live"):
+                    send_email_batch([item(i) for i in range(start, min(n, start + 1000))])
+                    db.session.commit()
+            pids = C.backend_pids(database_url)
+            before = C.cpu_snapshot({})
+            prof = None
+            phases: dict[str, float] = {}
+            if "--phases" in sys.argv:
+                # CPU per phase (exclusive of nested phases is not attempted: read them as inclusive)
+                import functools
+
+                import app.delivery.mime as mime_mod
+                import app.delivery.service as service_mod
+                import app.delivery.smtp as smtp_mod
+                import app.events.service as events_mod
+
+                def timed(owner, name, label):
+                    fn = getattr(owner, name)
+
+                    @functools.wraps(fn)
+                    def wrapper(*a, **k):
+                        c = time.process_time()
+                        try:
+                            return fn(*a, **k)
+                        finally:
+                            phases[label] = phases.get(label, 0.0) + time.process_time() - c
+                    setattr(owner, name, wrapper)
+                timed(service_mod.Deliverer, "claim", "claim (UPDATE … RETURNING, loads, COMMIT)")
+                timed(service_mod.Deliverer, "_load", "  of which loads (recipients, files, domains)")
+                timed(service_mod.Deliverer, "send", "send (build, sign, SMTP, record)")
+                timed(service_mod, "build_parts", "  build_parts")
+                timed(mime_mod.DkimSigner, "sign_parts", "  sign_parts")
+                timed(service_mod, "send_transaction", "  send_transaction")
+                timed(service_mod.Deliverer, "_record", "  _record")
+                timed(service_mod.Deliverer, "write", "write (no COMMIT)")
+                timed(service_mod.Deliverer, "_insert", "  attempts INSERT")
+                timed(service_mod.Deliverer, "_update", "  recipients + messages UPDATE")
+                timed(service_mod, "record_events", "  record_events (+ webhook fan-out)")
+                del smtp_mod, events_mod
+            if "--gc-freeze" in sys.argv:
+                import gc
+                gc.collect()
+                gc.freeze()
+            if "--lanes" in sys.argv:
+                from app.delivery import service
+                service.SENDER_LANES = int(sys.argv[sys.argv.index("--lanes") + 1])
+            if cprofile:
+                import cProfile
+
+                from app.delivery import service
+                service.SENDER_LANES = 0  # send inline: a thread's CPU would be charged to GIL-releasing calls
+                prof = cProfile.Profile(time.process_time)
+                prof.enable()
+            w0, c0 = time.perf_counter(), time.process_time()
+            totals = dispatch_email()
+            wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+            if prof is not None:
+                prof.disable()
+            after = C.cpu_snapshot({})
+            pg = sum(after["postgres_pids"].get(p, 0) - before["postgres_pids"].get(p, 0) for p in pids)
+            left = db.session.execute(text("SELECT count(*) FROM messages WHERE status <> 'sent'")).scalar_one()
+            db.session.remove()
+        print()
+        print(f"== dispatch_email in-process, {n} messages — load average {os.getloadavg()[0]:.1f}; {totals}; "
+              f"{left} not sent")
+        print(f"wall {wall * 1e6 / n:7.0f} µs/msg ({n / wall:.0f} msg/s, one process)")
+        print(f"CPU  {cpu * 1e6 / n:7.0f} µs/msg this process (all threads); PostgreSQL backend "
+              f"{pg * 1e6 / n:6.0f} µs/msg")
+        for label, seconds in phases.items():
+            print(f"  {label:60} {seconds * 1e6 / n:7.0f} µs/msg CPU")
+        if prof is not None:
+            import pstats
+            out = run.workdir / "dispatch.pstats"
+            prof.dump_stats(out)
+            pstats.Stats(str(out)).sort_stats("tottime").print_stats(35)
+            pstats.Stats(str(out)).sort_stats("cumulative").print_stats(45)
+        return 0
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        run.close()
+
+
 def main() -> int:
+    if "--dispatch" in sys.argv:
+        n = int(sys.argv[sys.argv.index("--dispatch") + 1])
+        return dispatch_inprocess(n, "--cprofile" in sys.argv)
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 

@@ -184,11 +184,19 @@ class _Lanes:
     are collected in submission order, so the bookkeeping is the same as sending inline."""
 
     def __init__(self, helo: str, timeout: float, relay, lanes: int):
+        self.inline = lanes < 1  # 0: send in the calling thread (profiling, debugging)
         self.pools = [ConnectionPool(helo, timeout, relay) for _ in range(max(1, lanes))]
         self.threads: list[ThreadPoolExecutor | None] = [None] * len(self.pools)
 
     def submit(self, route, envelope_from: str, recipients: list[str], data: bytes) -> Future:
         lane = hash(route.hosts[0][1:]) % len(self.pools) if route.hosts else 0
+        if self.inline:
+            future: Future = Future()
+            try:
+                future.set_result(send_transaction(self.pools[lane], route, envelope_from, recipients, data))
+            except Exception as exc:
+                future.set_exception(exc)
+            return future
         executor = self.threads[lane]
         if executor is None:
             executor = self.threads[lane] = ThreadPoolExecutor(1, thread_name_prefix=f"postline-smtp{lane}")
