@@ -85,28 +85,50 @@ def dispatch_inprocess(n: int, cprofile: bool) -> int:
                 import app.delivery.smtp as smtp_mod
                 import app.events.service as events_mod
 
-                def timed(owner, name, label):
+                tick = os.sysconf("SC_CLK_TCK")
+
+                def pg_cpu() -> float:  # the run's PostgreSQL backends, from /proc (a few syscalls)
+                    total = 0.0
+                    for pid in pids:
+                        try:
+                            rest = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+                            total += (int(rest[11]) + int(rest[12])) / tick
+                        except OSError:
+                            pass
+                    return total
+
+                def timed(owner, name, label, pg=False):
                     fn = getattr(owner, name)
 
                     @functools.wraps(fn)
                     def wrapper(*a, **k):
                         c = time.process_time()
+                        p = pg_cpu() if pg else 0.0
                         try:
                             return fn(*a, **k)
                         finally:
                             phases[label] = phases.get(label, 0.0) + time.process_time() - c
+                            if pg:
+                                phases[label + " [PostgreSQL]"] = (phases.get(label + " [PostgreSQL]", 0.0)
+                                                                   + pg_cpu() - p)
                     setattr(owner, name, wrapper)
-                timed(service_mod.Deliverer, "claim", "claim (UPDATE … RETURNING, loads, COMMIT)")
-                timed(service_mod.Deliverer, "_load", "  of which loads (recipients, files, domains)")
+                timed(service_mod.Deliverer, "claim", "claim (UPDATE … RETURNING, loads, COMMIT)", pg=True)
+                timed(service_mod.Deliverer, "_load", "  of which loads (recipients, files, domains)", pg=True)
                 timed(service_mod.Deliverer, "send", "send (build, sign, SMTP, record)")
                 timed(service_mod, "build_parts", "  build_parts")
                 timed(mime_mod.DkimSigner, "sign_parts", "  sign_parts")
                 timed(service_mod, "send_transaction", "  send_transaction")
                 timed(service_mod.Deliverer, "_record", "  _record")
+                timed(service_mod.Deliverer, "_send_live", "  _send_live (build, sign, submit)")
+                timed(service_mod.Deliverer, "_signer", "    _signer")
+                timed(service_mod.Deliverer, "_content", "    _content")
+                timed(service_mod, "new_message_id_header", "    new_message_id_header")
+                timed(service_mod._Lanes, "submit", "    _Lanes.submit (with the SMTP when inline)")
+                timed(smtp_mod.Router, "route", "    Router.route")
                 timed(service_mod.Deliverer, "write", "write (no COMMIT)")
-                timed(service_mod.Deliverer, "_insert", "  attempts INSERT")
-                timed(service_mod.Deliverer, "_update", "  recipients + messages UPDATE")
-                timed(service_mod, "record_events", "  record_events (+ webhook fan-out)")
+                timed(service_mod.Deliverer, "_insert", "  attempts INSERT", pg=True)
+                timed(service_mod.Deliverer, "_update", "  recipients + messages UPDATE", pg=True)
+                timed(service_mod, "record_events", "  record_events (+ webhook fan-out)", pg=True)
                 del smtp_mod, events_mod
             if "--gc-freeze" in sys.argv:
                 import gc

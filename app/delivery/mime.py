@@ -64,8 +64,9 @@ def _address_header(name: str, items: list[dict]) -> str:
 
 def _text_part(content: str, subtype: str) -> str:
     """A text/* part: 7bit when it is short-lined ASCII, else quoted-printable (UTF-8)."""
-    content = _NEWLINES.sub("\n", content)
-    if content.isascii() and all(len(line) <= 998 for line in content.split("\n")):
+    if "\r" in content:
+        content = _NEWLINES.sub("\n", content)
+    if content.isascii() and (len(content) <= 998 or max(map(len, content.split("\n"))) <= 998):
         body = content.replace("\n", "\r\n")
         encoding = "7bit"
     else:
@@ -96,6 +97,20 @@ def _multipart(subtype: str, parts: list[str]) -> str:
     return f'Content-Type: multipart/{subtype}; boundary="{boundary}"\r\n\r\n{body}'
 
 
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _now_date() -> str:
+    """The Date header's value for now: formatted once per second (a batch sends hundreds a second)."""
+    global _date_cache
+    now = time.time()
+    second, value = _date_cache
+    if int(now) != second:
+        value = formatdate(int(now), usegmt=True)
+        _date_cache = (int(now), value)
+    return value
+
+
 def build_message(**kwargs) -> bytes:
     """The RFC 5322 message as bytes (see ``build_parts``)."""
     headers, body = build_parts(**kwargs)
@@ -118,7 +133,7 @@ def build_parts(*, from_email: str, from_name: str | None, to: list[dict], cc: l
     if reply_to:
         lines.append(_address_header("Reply-To", reply_to))
     lines.append(_header("Subject", subject or ""))
-    lines.append("Date: " + formatdate(date, usegmt=True))
+    lines.append("Date: " + (formatdate(date, usegmt=True) if date is not None else _now_date()))
     lines.append("Message-ID: " + message_id_header)
     for name, value in list((headers or {}).items()) + list((extra_headers or {}).items()):
         lines.append(_header(name, value))

@@ -287,6 +287,7 @@ class Deliverer:
         """Deliver a claimed batch (SMTP, or the simulator); no SQL.  Returns the outcome for ``write``."""
         results = _Results(utcnow())
         self._domains, self._broadcasts = batch.domains, batch.broadcasts
+        self._senders: dict[str, tuple[DkimSigner, str]] = {}  # domain id → (signer, return-path host)
         headers = results.headers  # Message-ID headers minted now, written with the outcome
         inflight: list[tuple] = []  # (message, recipients, future, relay), in submission order
         for message in batch.messages:
@@ -349,9 +350,11 @@ class Deliverer:
             return
         submitted = 0
         try:
-            signer = self._signer(domain)
-            from ..domains.service import return_path_host
-            rp_host = return_path_host(domain)
+            sender = self._senders.get(message.domain_id)
+            if sender is None:
+                from ..domains.service import return_path_host
+                sender = self._senders[message.domain_id] = (self._signer(domain), return_path_host(domain))
+            signer, rp_host = sender
             message_id_header = message.message_id_header
             if not message_id_header:
                 message_id_header = headers[message.id] = new_message_id_header(domain.domain)
