@@ -534,41 +534,46 @@ def _email_domain(column):
     return func.substr(column, func.instr(column, "@") + 1)
 
 
-def fan_out_chunk(broadcast_id: str, limit: int | None = None) -> dict | None:
-    """Write the next chunk of the broadcast's messages, in the caller's transaction (commit after it).
-
-    Returns ``{"written", "queued", "suppressed"}``, ``{"done": True, …}`` when the audience is exhausted, or
-    None when the broadcast is no longer `sending` (canceled) — nothing is written then."""
-    limit = limit or _chunk_size()
-    now = utcnow()
-    # The row lock serialises chunks with cancel: a cancel waits for this chunk, then cancels its messages.
+def _lock_sending(broadcast_id: str) -> Broadcast | None:
+    """The broadcast, row-locked, if it is still `sending`.  The lock serialises chunks with cancel: a cancel
+    waits for the chunk (and for every parallel chunk written under this lock), then cancels its messages."""
     b = db.session.execute(select(Broadcast).where(Broadcast.id == broadcast_id).with_for_update()
                            .execution_options(populate_existing=True)).scalar_one_or_none()
-    if b is None or b.status != "sending":
-        return None
-    org, mode = b.organization_id, b.mode
+    return b if b is not None and b.status == "sending" else None
+
+
+def _audience_or_stop(b: Broadcast, now: datetime):
     try:
-        aud = _audience(b).subquery("aud")
+        return _audience(b).subquery("aud")
     except NotFound:  # the list was deleted after the broadcast started: stop, visibly
         b.status, b.canceled_at = "canceled", now
         b.metadata_ = {**(b.metadata_ or {}), "canceled_reason": "The audience list was deleted."}
         return None
-    window = select(aud.c.contact_id).order_by(aud.c.contact_id).limit(limit)
-    if b.fanout_cursor:
-        window = window.where(aud.c.contact_id > b.fanout_cursor)
+
+
+def _counts(events: list[dict]) -> dict:
+    n_suppressed = sum(1 for ev in events if ev["type"] == "message.suppressed")
+    return {"written": len(events), "queued": len(events) - n_suppressed, "suppressed": n_suppressed}
+
+
+def _nudge_delivery() -> None:
+    from ..delivery.tasks import DISPATCH_NUDGE, dispatch_email
+    from ..jobs import nudge_after_commit
+    nudge_after_commit(dispatch_email, key=DISPATCH_NUDGE, queue_name="high")
+
+
+def _write_window(b: Broadcast, aud, lo: str | None, limit: int, now: datetime,
+                  hi_given: str | None = None) -> tuple[list[dict], str | None]:
+    """Write the messages, recipients and events of the audience ids in ``(lo, hi]``, in the session's
+    transaction, and hand the events to the listeners.  ``hi`` is ``hi_given``, else the ``limit``-th id
+    after ``lo``.  Returns ``(events, hi)``; ``hi`` is None when there is nothing after ``lo`` (done)."""
+    org, mode = b.organization_id, b.mode
+    window = select(aud.c.contact_id)
+    if lo:
+        window = window.where(aud.c.contact_id > lo)
+    window = (window.where(aud.c.contact_id <= hi_given) if hi_given is not None
+              else window.order_by(aud.c.contact_id).limit(limit))
     pg = _dialect() == "postgresql"
-    if pg:
-        # The window (the next ``limit`` audience ids after the cursor) is a CTE of the write statement
-        # itself, read once; its upper bound comes back with the written rows (see ``hi_returned``).
-        win = window.cte("win").prefix_with("MATERIALIZED")
-        hi = select(func.max(win.c.contact_id)).scalar_subquery()
-        members = select(win.c.contact_id)
-    else:
-        hi = db.session.execute(select(func.max(window.subquery().c.contact_id))).scalar()
-        if hi is None:
-            return {"done": True, "written": 0, "queued": 0, "suppressed": 0}
-        members = select(aud.c.contact_id).where(aud.c.contact_id <= hi, *(
-            [aud.c.contact_id > b.fanout_cursor] if b.fanout_cursor else []))
     if pg:
         # The chunk's COMMIT does not wait for its WAL to reach disk.  Safe because a chunk is all or
         # nothing with the cursor: its messages, recipients, events (and webhook deliveries) and the
@@ -581,13 +586,25 @@ def fan_out_chunk(broadcast_id: str, limit: int | None = None) -> dict | None:
         # dispatcher claims messages with a synchronous COMMIT of its own, and WAL is flushed in order,
         # so a durable claim implies the (earlier) chunk is durable too.
         db.session.execute(text("SET LOCAL synchronous_commit = off"))
+        # The window is a CTE of the write statement itself, read once; its upper bound comes back with the
+        # written rows.
+        win = window.cte("win").prefix_with("MATERIALIZED")
+        hi = (literal(hi_given, String) if hi_given is not None
+              else select(func.max(win.c.contact_id)).scalar_subquery())
+        members = select(win.c.contact_id)
+    else:
+        hi = hi_given if hi_given is not None else db.session.execute(
+            select(func.max(window.subquery().c.contact_id))).scalar()
+        if hi is None:
+            return [], None
+        members = select(aud.c.contact_id).where(aud.c.contact_id <= hi, *([aud.c.contact_id > lo] if lo else []))
 
     c, s, m = Contact.__table__, Suppression.__table__, Message.__table__
     r, e = MessageRecipient.__table__, Event.__table__
     at = literal(now, DateTime)
     # The range goes into the audience too, so a list is read by its (list_id, contact_id) key range and
     # contacts by their primary key range: a chunk costs the same at the end of 1M contacts as at the start.
-    in_range = [c.c.id <= hi] + ([c.c.id > b.fanout_cursor] if b.fanout_cursor else [])
+    in_range = [c.c.id <= hi] + ([c.c.id > lo] if lo else [])
     suppressed = s.c.id.isnot(None)
     no_consent = and_(literal(b.message_type == "marketing"), func.coalesce(c.c.consent_email, "") != "subscribed")
     status = case((suppressed, "suppressed"), (no_consent, "suppressed"), else_="queued")
@@ -653,12 +670,14 @@ def fan_out_chunk(broadcast_id: str, limit: int | None = None) -> dict | None:
         stmt = (insert(e).from_select(event_columns, event_select(inserted, email))
                 .returning(*returning, hi.label("hi")).add_cte(recipients_cte))
         event_rows = db.session.execute(stmt).all()
-        if event_rows:
+        if hi_given is not None:
+            hi = hi_given
+        elif event_rows:
             hi = event_rows[0][-1]
         else:  # nothing written: the window was empty (done), or held no one to write (move past it)
             hi = db.session.execute(select(func.max(window.subquery().c.contact_id))).scalar()
             if hi is None:
-                return {"done": True, "written": 0, "queued": 0, "suppressed": 0}
+                return [], None
     else:
         db.session.execute(sqlite.insert(m).from_select(columns, source).on_conflict_do_nothing(
             index_elements=["broadcast_id", "contact_id"], index_where=m.c.broadcast_id.isnot(None)))
@@ -668,7 +687,7 @@ def fan_out_chunk(broadcast_id: str, limit: int | None = None) -> dict | None:
                         c.c.email)
                  .select_from(m.join(c, c.c.id == m.c.contact_id))
                  .where(m.c.broadcast_id == b.id, m.c.contact_id <= hi,
-                        *([m.c.contact_id > b.fanout_cursor] if b.fanout_cursor else []),
+                        *([m.c.contact_id > lo] if lo else []),
                         ~exists().where(r.c.message_id == m.c.id))).subquery("fresh")
         event_rows = db.session.execute(insert(e).from_select(event_columns, event_select(fresh, fresh.c.email))
                                         .returning(*returning)).all()
@@ -681,26 +700,142 @@ def fan_out_chunk(broadcast_id: str, limit: int | None = None) -> dict | None:
               for id_, type_, message_id, contact_id, recipient, reason, *_ in event_rows]
     for listener in _LISTENERS:  # webhooks read the events backbone (one query when nobody listens)
         listener(events)
-    n_suppressed = sum(1 for ev in events if ev["type"] == "message.suppressed")
-    n_queued = len(events) - n_suppressed
-    db.session.execute(update(Broadcast.__table__).where(Broadcast.__table__.c.id == b.id).values(
+    return events, hi
+
+
+def _move_cursor(b: Broadcast, hi: str, counts: dict) -> None:
+    t = Broadcast.__table__
+    db.session.execute(update(t).where(t.c.id == b.id).values(
         fanout_cursor=hi, fanout_heartbeat_at=utcnow(), updated_at=utcnow(),
-        total_recipients=Broadcast.__table__.c.total_recipients + len(events),
-        queued_count=Broadcast.__table__.c.queued_count + n_queued,
-        suppressed_count=Broadcast.__table__.c.suppressed_count + n_suppressed))
-    if n_queued:
-        from ..delivery.tasks import DISPATCH_NUDGE, dispatch_email
-        from ..jobs import nudge_after_commit
-        nudge_after_commit(dispatch_email, key=DISPATCH_NUDGE, queue_name="high")
-    return {"written": len(events), "queued": n_queued, "suppressed": n_suppressed}
+        total_recipients=t.c.total_recipients + counts["written"], queued_count=t.c.queued_count + counts["queued"],
+        suppressed_count=t.c.suppressed_count + counts["suppressed"]))
+
+
+def fan_out_chunk(broadcast_id: str, limit: int | None = None) -> dict | None:
+    """Write the next chunk of the broadcast's messages, in the caller's transaction (commit after it).
+
+    Returns ``{"written", "queued", "suppressed"}``, ``{"done": True, …}`` when the audience is exhausted, or
+    None when the broadcast is no longer `sending` (canceled) — nothing is written then."""
+    limit = limit or _chunk_size()
+    now = utcnow()
+    b = _lock_sending(broadcast_id)
+    if b is None:
+        return None
+    aud = _audience_or_stop(b, now)
+    if aud is None:
+        return None
+    events, hi = _write_window(b, aud, b.fanout_cursor, limit, now)
+    if hi is None:
+        return {"done": True, "written": 0, "queued": 0, "suppressed": 0}
+    counts = _counts(events)
+    _move_cursor(b, hi, counts)
+    if counts["queued"]:
+        _nudge_delivery()
+    return counts
+
+
+def _writers() -> int:
+    """Chunks written at once (``BROADCAST_FANOUT_WRITERS``, default 2) — PostgreSQL only: one chunk's
+    statement keeps one backend busy, so two keep two cores busy.  SQLite has a single writer."""
+    if _dialect() != "postgresql":
+        return 1
+    return max(1, _setting("BROADCAST_FANOUT_WRITERS", 2))
+
+
+def _window_bounds(aud, lo: str | None, limit: int, n: int) -> list[str]:
+    """The upper bounds of the next ``n`` windows of ``limit`` audience ids after ``lo`` (fewer at the end)."""
+    window = select(aud.c.contact_id)
+    if lo:
+        window = window.where(aud.c.contact_id > lo)
+    ranked = select(window.subquery().c.contact_id.label("contact_id")).subquery()
+    ranked = (select(ranked.c.contact_id, ((func.row_number().over(order_by=ranked.c.contact_id) - 1) // limit)
+                     .label("g"))
+              .order_by(ranked.c.contact_id).limit(limit * n).subquery())
+    return list(db.session.execute(select(func.max(ranked.c.contact_id)).group_by(ranked.c.g)
+                                   .order_by(ranked.c.g)).scalars())
+
+
+def _side_chunk(app, org: str, mode: str, broadcast_id: str, lo: str, hi_given: str | None, limit: int,
+                now: datetime) -> tuple[dict, str | None]:
+    """One of the parallel chunks, in its own session and transaction (committed here).  No row lock of
+    its own: the session that started it holds the broadcast's and commits only after this one."""
+    with app.app_context(), tenant_scope(org, mode):
+        try:
+            b = db.session.get(Broadcast, broadcast_id)
+            events, hi = _write_window(b, _audience(b).subquery("aud"), lo, limit, now, hi_given)
+            counts = _counts(events)
+            if counts["queued"]:
+                _nudge_delivery()
+            db.session.commit()
+            return counts, hi
+        except BaseException:
+            db.session.rollback()
+            raise
+        finally:
+            db.session.remove()
+
+
+def fan_out_chunks(broadcast_id: str, writers: int, limit: int | None = None) -> dict | None:
+    """Like :func:`fan_out_chunk`, for ``writers`` consecutive chunks written at once (PostgreSQL).
+
+    This session locks the broadcast, reads the chunks' bounds (one statement), starts the other chunks in
+    threads (a session, a connection and a transaction each, committed on their own), writes the first
+    chunk, waits for the others, and only then moves the cursor past all of them and commits (the caller
+    does).  A cancel waits for all of them (the row lock).  If the first chunk is lost (a crash after the
+    others committed), the cursor has not moved: the next run writes it again and finds the others' rows
+    already there (the unique index: nobody gets two), and ``finish_fan_out`` recounts the totals."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    limit = limit or _chunk_size()
+    now = utcnow()
+    b = _lock_sending(broadcast_id)
+    if b is None:
+        return None
+    aud = _audience_or_stop(b, now)
+    if aud is None:
+        return None
+    bounds = _window_bounds(aud, b.fanout_cursor, limit, writers - 1)
+    if not bounds:
+        return {"done": True, "written": 0, "queued": 0, "suppressed": 0}
+    # Chunk 0 is (cursor, bounds[0]], chunk i (bounds[i-1], bounds[i]]; the last one, after the last bound,
+    # finds its own end (or nothing, at the end of the audience).
+    side = [(bounds[i - 1], bounds[i]) for i in range(1, len(bounds))]
+    if len(bounds) == writers - 1:
+        side.append((bounds[-1], None))
+    app = current_app._get_current_object()
+    with ThreadPoolExecutor(max_workers=len(side) or 1) as pool:
+        futures = [pool.submit(_side_chunk, app, b.organization_id, b.mode, b.id, lo, hi, limit, now)
+                   for lo, hi in side]
+        try:
+            events, _ = _write_window(b, aud, b.fanout_cursor, limit, now, bounds[0])
+        finally:
+            results = [f.result() for f in futures]  # wait for all; a side chunk's error is raised here
+    totals = _counts(events)
+    if totals["queued"]:
+        _nudge_delivery()
+    hi = bounds[0]
+    for counts, side_hi in results:
+        for key in totals:
+            totals[key] += counts[key]
+        hi = side_hi or hi
+    _move_cursor(b, hi, totals)
+    return totals
 
 
 def finish_fan_out(broadcast_id: str) -> bool:
-    """The audience is exhausted: `sending` → `sent` and ``broadcast.sent`` (once: conditional)."""
-    t = Broadcast.__table__
+    """The audience is exhausted: `sending` → `sent` and ``broadcast.sent`` (once: conditional).
+
+    The counts are recounted from the messages (one pass over the broadcast's index range): parallel chunks
+    lost after their siblings committed leave the running counts short (see :func:`fan_out_chunks`).  A
+    message written as suppressed is the one without ``queued_at``."""
+    t, m = Broadcast.__table__, Message.__table__
     now = utcnow()
+    total, suppressed = db.session.execute(select(func.count(), func.count().filter(m.c.queued_at.is_(None)))
+                                           .where(m.c.broadcast_id == broadcast_id)).one()
     row = db.session.execute(update(t).where(t.c.id == broadcast_id, t.c.status == "sending")
-                             .values(status="sent", completed_at=now, fanout_heartbeat_at=now, updated_at=now)
+                             .values(status="sent", completed_at=now, fanout_heartbeat_at=now, updated_at=now,
+                                     total_recipients=total, queued_count=total - suppressed,
+                                     suppressed_count=suppressed)
                              .returning(t.c.organization_id, t.c.mode, t.c.name, t.c.total_recipients,
                                         t.c.queued_count, t.c.suppressed_count)).first()
     if row is None:
@@ -737,10 +872,11 @@ def run_fan_out(broadcast_id: str, *, budget: float = TIME_BUDGET, pause: float 
     if not claim_fan_out(broadcast_id):
         return {"claimed": False}
     pause = _setting("BROADCAST_FANOUT_PAUSE", 0.0) if pause is None else pause
+    writers = _writers()
     started = time.monotonic()
     totals = {"written": 0, "queued": 0, "suppressed": 0, "chunks": 0}
     while True:
-        result = fan_out_chunk(broadcast_id)
+        result = fan_out_chunks(broadcast_id, writers) if writers > 1 else fan_out_chunk(broadcast_id)
         if result is None:  # canceled (or gone)
             db.session.commit()
             totals["stopped"] = True

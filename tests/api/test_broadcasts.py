@@ -303,6 +303,40 @@ def test_fan_out_is_chunked_resumable_and_at_most_once(app, account, test_api, m
         assert db.session.get(Broadcast, b["id"]).status == "sent"
 
 
+def test_parallel_chunks_write_everyone_once_even_when_the_first_is_lost(app, account, test_api, monkeypatch):
+    """PostgreSQL writes several chunks at once (one connection each).  If the chunk that holds the lock is
+    lost after its siblings committed, the cursor has not moved: the re-run writes it, finds the siblings'
+    messages already there, and the totals are recounted at the end."""
+    from app.broadcasts import service
+    from app.extensions import db
+    from app.messages.models import Message
+    from app.tenancy import tenant_scope
+
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("parallel chunks are PostgreSQL's (SQLite has one writer)")
+    emails = [f"p{i:02d}@example.com" for i in range(11)]
+    subscribe(test_api, *emails[:9])  # two without consent: suppressed
+    b = created(test_api, recipients=[{"email": e} for e in emails])
+    test_api.post(f"/broadcasts/{b['id']}/send")
+    monkeypatch.setitem(app.config, "BROADCAST_FANOUT_CHUNK", 2)
+    with app.app_context(), tenant_scope(account["organization_id"], "test"):
+        first = service.fan_out_chunks(b["id"], 3)
+        assert first == {"written": 6, "queued": first["queued"], "suppressed": 6 - first["queued"]}
+        db.session.rollback()  # the first chunk and the cursor are lost; chunks 2 and 3 were committed
+        written = db.session.execute(select(func.count()).select_from(Message)
+                                     .where(Message.broadcast_id == b["id"])).scalar()
+        assert written == 4
+    monkeypatch.setitem(app.config, "BROADCAST_FANOUT_WRITERS", 3)
+    result = fan_out(app, account, b["id"])
+    assert result["done"] and result["written"] == 7
+    msgs = messages_of(test_api, b["id"])
+    assert sorted(m["to"][0]["email"] for m in msgs) == emails
+    got = test_api.get(f"/broadcasts/{b['id']}").get_json()
+    assert got["status"] == "sent"
+    assert (got["total_recipients"], got["queued_count"], got["suppressed_count"]) == (11, 9, 2)
+
+
 def test_cancel_while_sending_stops_the_fan_out(app, account, test_api, monkeypatch):
     from app.broadcasts import service
     from app.extensions import db
