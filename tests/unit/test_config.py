@@ -21,7 +21,8 @@ def test_database_url_pins_psycopg2(url, expected):
 def test_heroku_database_url_from_environment():
     cfg = Config({"DATABASE_URL": "postgres://u:p@h:5432/d"}).as_flask_config("/srv/instance")
     assert cfg["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg2://u:p@h:5432/d"
-    assert cfg["SQLALCHEMY_ENGINE_OPTIONS"] == {"pool_pre_ping": True, "executemany_mode": "values_plus_batch"}
+    assert cfg["SQLALCHEMY_ENGINE_OPTIONS"] == {"executemany_mode": "values_plus_batch", "pool_recycle": 1800}
+    assert "pool_pre_ping" not in cfg["SQLALCHEMY_ENGINE_OPTIONS"]  # app.dbpool pings idle connections only
 
 
 def test_default_database_is_sqlite_under_the_instance_path(tmp_path):
