@@ -44,7 +44,7 @@ STUCK_AFTER = timedelta(minutes=10)
 SIMULATOR_DOMAIN = "simulator.test"
 # Sender threads per dispatcher (each with its own SMTP connections).  A route (relay, or an MX host) always
 # goes to the same thread, so its connection is reused; different MX hosts are talked to concurrently.
-SENDER_LANES = 4
+SENDER_LANES = 8
 
 # How far along a recipient is; a message shows its recipients' status when they agree, else the least
 # advanced one (API.md 3.3).  Failures rank below delivered: one bounced copy is news.

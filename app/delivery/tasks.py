@@ -23,10 +23,11 @@ TIME_BUDGET = 20.0  # seconds per job: well under RQ's 180 s timeout, and fair t
 JOB_TIMEOUT = 180
 
 
-def _nudge(queue_name: str = "high") -> None:
+def _nudge(queue_name: str = "high", batch_size: int | None = None) -> None:
     from ..extensions import redis
     if redis.client.set(redis.key("nudge", DISPATCH_NUDGE), "1", nx=True, ex=30):
-        queue(queue_name).enqueue(dispatch_email, job_timeout=JOB_TIMEOUT)
+        args = (batch_size,) if batch_size and batch_size != service.BATCH_SIZE else ()
+        queue(queue_name).enqueue(dispatch_email, *args, job_timeout=JOB_TIMEOUT)
 
 
 @job
@@ -44,7 +45,7 @@ def dispatch_email(batch_size: int = service.BATCH_SIZE) -> dict:
         batch = deliverer.claim(batch_size)
         while batch:
             if len(batch) == batch_size:
-                _nudge()  # more is waiting: let another worker help
+                _nudge(batch_size=batch_size)  # more is waiting: let another worker help
             results = deliverer.send(batch)
             counts = deliverer.write(batch, results)
             for key, value in counts.items():
@@ -53,7 +54,7 @@ def dispatch_email(batch_size: int = service.BATCH_SIZE) -> dict:
                 db.session.commit()
                 # Continue on `default`, behind what is already waiting there (webhooks): a long send must
                 # not keep a worker on `high` forever, which RQ drains before anything else.
-                _nudge("default")
+                _nudge("default", batch_size)
                 break
             batch = deliverer.claim(batch_size)  # commits the write above with this claim
         clean = True
