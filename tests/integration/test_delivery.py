@@ -330,3 +330,59 @@ def test_a_message_that_cannot_be_signed_fails_alone(app, api, mail, monkeypatch
     statuses = {m["id"]: api.get(f"/messages/{m['id']}").get_json()["status"] for m in (good, bad)}
     assert sorted(statuses.values()) == ["delivered", "failed"]
     assert len(mail.messages) == 1
+
+
+def test_small_batches_write_each_outcome_once(app, api, mail):
+    """Each transaction writes one batch's outcome and claims the next: with batches of 2, five messages
+    take three claims and every one is delivered and recorded exactly once."""
+    from app.delivery.tasks import dispatch_email
+
+    msgs = [send(api, to=f"batch{i}@example.org") for i in range(5)]
+    with app.app_context():
+        assert dispatch_email(batch_size=2) == {"delivered": 5}
+    assert sorted(r for m in mail.messages for r in m.rcpt_tos) == sorted(f"batch{i}@example.org" for i in range(5))
+    for m in msgs:
+        detail = api.get(f"/messages/{m['id']}").get_json()
+        assert detail["status"] == "delivered" and len(detail["attempts"]) == 1
+        assert [e["type"] for e in detail["events"]].count("message.delivered") == 1
+
+
+def test_inline_sending_and_deliver_by_ids_agree(app, api, mail, monkeypatch):
+    """SENDER_LANES = 0 sends in the dispatcher's own thread; ``Deliverer.deliver`` takes ids already
+    claimed.  Same outcome, same bookkeeping."""
+    from app.delivery import service
+    from app.extensions import db
+
+    monkeypatch.setattr(service, "SENDER_LANES", 0)
+    mail.reply_rcpt["gone2@example.org"] = "550 5.1.1 No such user"
+    ok, gone = send(api, to="inline@example.org"), send(api, to="gone2@example.org")
+    with app.app_context():
+        ids = service.claim_due(10)
+        assert set(ids) == {ok["id"], gone["id"]}
+        deliverer = service.Deliverer()
+        try:
+            assert deliverer.deliver(ids) == {"delivered": 1, "bounced": 1}
+        finally:
+            deliverer.close()
+        db.session.remove()
+    assert api.get(f"/messages/{ok['id']}").get_json()["status"] == "delivered"
+    detail = api.get(f"/messages/{gone['id']}").get_json()
+    assert detail["status"] == "bounced" and detail["attempts"][0]["enhanced_code"] == "5.1.1"
+    assert [m.rcpt_tos for m in mail.messages] == [["inline@example.org"]]
+
+
+def test_every_recipient_refused_sends_no_content(app, api, mail):
+    """With PIPELINING, DATA goes with the envelope; when every RCPT is refused the server refuses DATA
+    too, and each recipient keeps its own answer."""
+    mail.reply_rcpt["no1@example.org"] = "550 5.1.1 No such user"
+    mail.reply_rcpt["no2@example.org"] = "451 4.3.0 Try later"
+    msg = send(api, to=["no1@example.org", "no2@example.org"])
+    dispatch(app)
+    detail = api.get(f"/messages/{msg['id']}").get_json()
+    assert {r["address"]: r["status"] for r in detail["recipients"]} == {"no1@example.org": "bounced",
+                                                                          "no2@example.org": "deferred"}
+    assert {a["recipient"]: (a["smtp_code"], a["enhanced_code"]) for a in detail["attempts"]} == {
+        "no1@example.org": (550, "5.1.1"), "no2@example.org": (451, "4.3.0")}
+    assert mail.messages == []
+    # the connection is still usable for the next message
+    assert send(api, to="after@example.org") and dispatch(app) == {"delivered": 1}
