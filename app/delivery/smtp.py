@@ -2,8 +2,13 @@
 
 Connections are kept per (host, port) and reused for every message of a batch (and across batches of the
 same dispatcher run) — a new TCP + EHLO + STARTTLS per message would cost more than the message itself.
-Each transaction is driven command by command (MAIL, RCPT per recipient, DATA), so every recipient gets
-the receiving server's own answer, verbatim, rather than smtplib's all-or-nothing exceptions.
+Each transaction is driven by us over smtplib's connection, so every recipient gets the receiving server's
+own answer, verbatim, rather than smtplib's all-or-nothing exceptions.  When the server offers PIPELINING
+(RFC 2920), MAIL FROM, every RCPT TO and DATA go in one write and their replies are read in order; the
+content follows the 354: two round trips a message.  Without it, one command at a time.
+
+A ``ConnectionPool`` belongs to one thread (the dispatcher's sender lanes, app.delivery.service, each have
+their own).
 """
 from __future__ import annotations
 
