@@ -249,6 +249,7 @@ def main() -> int:
             t10 = next(t for t, p in progress if p <= 0.9 * n)
             t90 = next(t for t, p in progress if p <= 0.1 * n)
             results["steady_msg_per_s"] = round(0.8 * n / (t90 - t10), 1) if t90 > t10 else None
+            results["progress"] = progress  # (seconds, messages still queued or sending), every 0.1 s
             results["status_counts"] = dict(db.session.execute(
                 text("SELECT status, count(*) FROM messages GROUP BY status ORDER BY 2 DESC")).all())
             results["recipient_status_counts"] = dict(db.session.execute(
