@@ -57,6 +57,9 @@ Questions? Reply to this email or visit https://bench.example.com/help
 """
 
 
+ISSUE_TARGET = 1_400  # msg/s, as issue 3 sets it
+
+
 def item(i: int) -> dict:
     fields = {"i": i, "name": f"Customer {i}", "c": i % 100, "date": "2026-06-01"}
     return {"from": "Bench Receipts <receipts@bench.example.com>",
@@ -326,9 +329,11 @@ def print_results(r: dict) -> None:
     print(f"Postline, {r['workers']} workers         {r['delivered_msg_per_s']:8.0f} msg/s "
           f"({r['messages']} DKIM-signed messages in {r['wall_s']} s; steady 10–90 %: "
           f"{r['steady_msg_per_s']} msg/s)")
+    print(f"target ≥ {ISSUE_TARGET:,} msg/s (issue 3: half the signing limit of the box it was set on, "
+          f"1,395 sign/s per core × 2): {'MET' if r['delivered_msg_per_s'] >= ISSUE_TARGET else 'NOT MET'}")
     if "signing_limit_all_cores" in r:
         half = r["signing_limit_all_cores"] / 2
-        print(f"target ≥ half the signing limit ({half:.0f} msg/s): "
+        print(f"half THIS box's signing limit ({half:.0f} msg/s): "
               f"{'MET' if r['delivered_msg_per_s'] >= half else 'NOT MET'}")
     print(f"message status counts        {r['status_counts']}")
     print(f"recipient status counts      {r['recipient_status_counts']}")
