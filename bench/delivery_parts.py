@@ -4,11 +4,12 @@
     .venv/bin/python bench/delivery_parts.py
 
 Steps, with the app's own code where it exists: build_message (app.delivery.mime), DkimSigner.sign (whole,
-and the RSA private-key operation alone), one SMTP transaction into smtp-sink over one reused connection
-as app.delivery.smtp drives it (PIPELINING, RFC 2920: MAIL+RCPT+DATA in one write, then the body: 2 round
-trips) and the same exchange on a bare socket (what smtplib costs on top), and the bookkeeping
-UPDATE of 200 rows on PostgreSQL as the worker writes it (SQLAlchemy executemany on psycopg2: one round
-trip per row) against ``executemany_mode='values_plus_batch'`` and one ``UPDATE … FROM (VALUES …)``.
+then sign_parts as the worker calls it, and the RSA private-key operation alone), one SMTP transaction into
+smtp-sink over one reused connection as app.delivery.smtp drives it (PIPELINING, RFC 2920: MAIL+RCPT+DATA
+in one write, then the body: 2 round trips) and the same exchange on a bare socket (what smtplib costs on
+top), and a bookkeeping UPDATE of 200 rows on PostgreSQL three ways: SQLAlchemy executemany on psycopg2's
+default mode (one round trip per row), ``executemany_mode='values_plus_batch'``, and one
+``UPDATE … FROM (VALUES …)`` (what ``Deliverer._write`` now sends, through psycopg2's execute_values).
 The CPU column is this process's CPU time, so it holds even on a busy machine; wall includes waiting for
 the server (smtp-sink, PostgreSQL) on loopback.
 
@@ -16,7 +17,10 @@ the server (smtp-sink, PostgreSQL) on loopback.
 
 runs instead the whole dispatcher (``dispatch_email``, the RQ job's function) in this one process on N
 accepted messages into smtp-sink, and prints its CPU per message (this process: every thread) next to the
-CPU of its PostgreSQL backend; ``--cprofile`` adds the top functions by own CPU time.
+CPU of its PostgreSQL backend.  ``--lanes N`` sets the sender threads (0: send inline), ``--phases`` adds
+CPU per phase (worker and PostgreSQL; the timers themselves add ~1 µs a call), ``--cprofile`` the top
+functions (sending inline, so a thread's CPU is not charged to whatever released the GIL), ``--gc-freeze``
+freezes the heap first.
 """
 from __future__ import annotations
 
