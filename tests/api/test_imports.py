@@ -129,6 +129,41 @@ def test_sync_import_records_contact_events(app, api, account):
     assert data["email"] == "ev1@example.com" and data["first_name"] == "E" and data["object"] == "contact"
 
 
+def test_contact_events_carry_the_contact_as_the_api_shows_it(app, api, account, monkeypatch):
+    """The events' data is the contact as ``GET /contacts/{id}`` shows it (on PostgreSQL the database builds
+    it), and the listeners (webhooks) get exactly the rows written."""
+    from sqlalchemy import select
+
+    from app.events import service as events_service
+    from app.events.models import Event
+    seen = []
+    monkeypatch.setattr(events_service, "_LISTENERS", [*events_service._LISTENERS, seen.extend])
+    from app.imports import service
+    monkeypatch.setattr(service, "_LISTENERS", events_service._LISTENERS)
+    api.post("/contacts/import", json={"contacts": [
+        {"email": "shape@example.com", "first_name": "S", "attributes": {"plan": "pro", "gone": None, "n": 2.5},
+         "tags": ["t1"], "consent": {"email": "subscribed"}, "metadata": {"m": "x"}, "timezone": "Europe/Paris"},
+        {"phone_number": "+14155550123", "last_name": "Phone"}]})
+    api.post("/contacts/import", json={"contacts": [{"email": "shape@example.com", "locale": "fr"}]})
+    with app.app_context(), _tenant_scope(account):
+        from app.extensions import db
+        stored = db.session.execute(select(Event.id, Event.type, Event.contact_id, Event.recipient, Event.data)
+                                    .where(Event.type.in_(("contact.created", "contact.updated")))).all()
+    assert sorted(e["type"] for e in seen) == ["contact.created", "contact.created", "contact.updated"]
+    by_id = {e["id"]: e for e in seen}
+    for row in stored:
+        heard = by_id[row.id]
+        assert (heard["type"], heard["contact_id"], heard["recipient"], heard["data"]) == (
+            row.type, row.contact_id, row.recipient, row.data)
+        shown = api.get(f"/contacts/{row.contact_id}").get_json()
+        if row.type == "contact.updated" or row.data.get("phone_number"):
+            assert {k: shown[k] for k in row.data} == row.data
+    created = next(r.data for r in stored if r.type == "contact.created" and r.data["email"])
+    assert created["attributes"] == {"plan": "pro", "n": 2.5} and created["consent"] == {
+        "email": "subscribed", "sms": "unknown"}
+    assert created["created_at"].endswith("Z") and created["object"] == "contact"
+
+
 @pytest.mark.parametrize("copy_threshold", [10_000, 0], ids=["values", "copy"])
 def test_erased_addresses_are_skipped_and_reported(app, api, account, monkeypatch, copy_threshold):
     from app.imports import service
