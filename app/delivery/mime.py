@@ -221,6 +221,7 @@ class DkimSigner:
         self._padding = padding.PKCS1v15()
         self._prehashed = utils.Prehashed(hashes.SHA256())
         self._prefix = b"v=1; a=rsa-sha256; c=relaxed/relaxed; d=" + self.domain + b"; s=" + self.selector + b";"
+        self._h_tags: dict[tuple, bytes] = {}  # the folded h= list, per list of signed names (a handful)
 
     def sign(self, message: bytes, timestamp: int | None = None) -> bytes:
         """The ``DKIM-Signature: …\\r\\n`` header line(s) to prepend to ``message``."""
@@ -246,8 +247,12 @@ class DkimSigner:
             if name == b"from":
                 include.append(b"from")
         body_hash = base64.b64encode(hashlib.sha256(relaxed_body(body)).digest())
+        names = tuple(include)
+        h = self._h_tags.get(names)
+        if h is None:
+            h = self._h_tags[names] = _fold_list(include)
         value = (self._prefix + b"\r\n t=" + str(int(timestamp or time.time())).encode() + b"; bh=" + body_hash
-                 + b";\r\n h=" + _fold_list(include) + b";\r\n b=")
+                 + b";\r\n h=" + h + b";\r\n b=")
         hashed.append(b"dkim-signature:" + relaxed_header_value(b" " + value))
         signature = base64.b64encode(self.key.sign(hashlib.sha256(b"".join(hashed)).digest(), self._padding,
                                                    self._prehashed))
