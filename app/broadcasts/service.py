@@ -8,7 +8,10 @@ PostgreSQL one statement with data-modifying CTEs fed by the messages' ``RETURNI
 and the cursor moves — all or nothing.  A worker killed mid-chunk leaves nothing of it; a
 re-run (the sweeper re-enqueues a fan-out whose heartbeat went stale) starts from the cursor; and even two
 runs at once could not give a recipient two messages.  Each chunk nudges the delivery dispatcher, so
-delivery starts with the first chunk rather than after the last.
+delivery starts with the first chunk rather than after the last.  On PostgreSQL ``BROADCAST_FANOUT_WRITERS``
+(default 2) chunks are written at once, the others in their own connections while the first holds the row
+lock; the cursor moves past them all when the first commits (``fan_out_chunks``), and ``finish_fan_out``
+recounts the totals from the messages.
 
 Inline recipients (``recipients: [{email, data}]``) are upserted as contacts (set-based, never changing an
 existing contact) and listed in ``broadcast_recipients`` with their ``data``; the fan-out then reads them
