@@ -74,8 +74,14 @@ class Message(TenantScoped, db.Model):
 
 class MessageRecipient(TenantScoped, db.Model):
     __tablename__ = "message_recipients"
-    __table_args__ = (Index("ix_message_recipients_message", "message_id"),)
+    __table_args__ = (
+        Index("ix_message_recipients_message", "message_id"),
+        # `GET /messages?to=` and erasure find a tenant's messages by recipient address.
+        Index("ix_message_recipients_address", "organization_id", "mode", "address"),
+    )
 
+    # Served by ix_message_recipients_address: no single-column index to maintain on every recipient.
+    organization_id: Mapped[str] = mapped_column(String(32))
     id: Mapped[str] = id_column("rcp")
     message_id: Mapped[str] = mapped_column(String(32), ForeignKey("messages.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(3), default="to")
