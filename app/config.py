@@ -114,6 +114,8 @@ class Config:
         self.IMPORT_MAX_BYTES = int(env.get("IMPORT_MAX_BYTES", str(100 * 1024 * 1024)))
         self.IMPORT_URL_TIMEOUT = float(env.get("IMPORT_URL_TIMEOUT", "300"))
         self.STORAGE_PATH = env.get("STORAGE_PATH") or None
+        # Job files (import inputs and error reports, exports) are deleted this many days after the job ends.
+        self.JOB_FILE_RETENTION_DAYS = float(env.get("JOB_FILE_RETENTION_DAYS", "7"))
         self.WEBHOOK_DISABLE_AFTER = int(env.get("WEBHOOK_DISABLE_AFTER", str(5 * 24 * 3600)))
         self.WEBHOOK_CONCURRENCY = int(env.get("WEBHOOK_CONCURRENCY", "32"))
 

@@ -53,7 +53,8 @@ class JobResult(MethodView):
     @blp.response(200, description="The result file (CSV: an export's contacts, an import's error report).",
                   content_type="text/csv")
     def get(self, job_id):
-        """Download the job's result file; 409 `job_not_ready` until the job has finished."""
+        """Download the job's result file; 409 `job_not_ready` until the job has finished, 410 `result_expired`
+        once its files are deleted (`JOB_FILE_RETENTION_DAYS`, default 7, after it ended)."""
         job = service.result_of(job_id)
         return send_file(storage().path(job.result_key), mimetype="text/csv", as_attachment=True,
                          download_name=job.result_name or f"{job.id}.csv", max_age=0)

@@ -37,6 +37,8 @@ class Job(TenantScoped, db.Model):
     updated_at: Mapped[datetime] = updated_at_column()
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # Set when the job's files were deleted, JOB_FILE_RETENTION_DAYS after it ended (the row stays).
+    files_deleted_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
     @property
     def finished(self) -> bool:

@@ -22,8 +22,9 @@ class JobSchema(Schema):
     completed_at = Timestamp(allow_none=True)
 
     def _result_url(self, job):
-        return f"/api/v1/jobs/{job.id}/result" if job.result_key and job.status in ("completed", "failed",
-                                                                                     "canceled") else None
+        if not job.result_key or job.files_deleted_at is not None:
+            return None
+        return f"/api/v1/jobs/{job.id}/result" if job.status in ("completed", "failed", "canceled") else None
 
 
 class JobQueryArgs(PaginationArgs):

@@ -142,10 +142,46 @@ def result_of(job_id: str) -> Job:
     if job.status not in FINISHED:
         raise Conflict("The job has not finished yet; poll GET /jobs/{id} until it has.", code="job_not_ready",
                        param="id")
+    if job.files_deleted_at is not None:
+        raise NotFound("This job's result file was deleted: job files are kept for "
+                       f"{_retention_days():g} days after the job ends.", code="result_expired", param="id",
+                       status=410)
     if not job.result_key:
         raise NotFound("This job has no result file.", param="id")
     return job
 
 
+def _retention_days() -> float:
+    from flask import current_app
+
+    return float(current_app.config["JOB_FILE_RETENTION_DAYS"])
+
+
+def purge_job_files(now=None, limit: int = 1000) -> int:
+    """Delete the files of jobs that ended more than ``JOB_FILE_RETENTION_DAYS`` ago, across tenants: the
+    job's storage folder (an import's input and error report, an export's CSV).  The job row stays, with
+    ``files_deleted_at`` set, so its download answers 410 ``result_expired``.  At most ``limit`` jobs a call,
+    oldest first, a commit per call; returns how many were purged."""
+    from ..tenancy import unscoped
+    from .storage import storage
+
+    now = now or utcnow()
+    cutoff = now - timedelta(days=_retention_days())
+    with unscoped():
+        rows = db.session.execute(
+            select(Job.id, Job.organization_id, Job.mode)
+            .where(Job.status.in_(FINISHED), Job.completed_at < cutoff, Job.files_deleted_at.is_(None))
+            .order_by(Job.completed_at).limit(limit)).all()
+        store = storage()
+        for row in rows:
+            # The folder of keys `<org>/<mode>/<job>/…` every job file is written under.
+            store.delete_prefix(f"{row.organization_id}/{row.mode}/{row.id}")
+        if rows:
+            db.session.execute(update(Job).where(Job.id.in_([r.id for r in rows]))
+                               .values(files_deleted_at=now).execution_options(synchronize_session=False))
+    db.session.commit()
+    return len(rows)
+
+
 __all__ = ["JOB_STATUSES", "create_job", "get_job", "list_jobs_query", "claim_job", "progress", "is_canceled",
-           "complete_job", "fail_job", "cancel_job", "result_of", "attach_result"]
+           "complete_job", "fail_job", "cancel_job", "result_of", "attach_result", "purge_job_files"]

@@ -36,9 +36,19 @@ def record_heartbeat(name: str = "worker") -> str:
 
 @job
 def purge_expired() -> dict:
-    """Drop idempotency keys past 24 h and request-log rows past the retention window."""
+    """Drop idempotency keys past 24 h, request-log rows past the retention window, and the files of jobs
+    that ended more than JOB_FILE_RETENTION_DAYS ago."""
+    from ..bgjobs.service import purge_job_files
+
     keys = idempotency.purge_expired()
     with unscoped():
         logs = db.session.execute(
             delete(RequestLog).where(RequestLog.created_at < utcnow() - REQUEST_LOG_RETENTION)).rowcount
-    return {"idempotency_keys": keys, "request_logs": logs}
+    db.session.commit()
+    job_files = 0
+    while True:  # a thousand jobs a transaction
+        purged = purge_job_files()
+        job_files += purged
+        if purged < 1000:
+            break
+    return {"idempotency_keys": keys, "request_logs": logs, "job_files": job_files}

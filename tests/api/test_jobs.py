@@ -156,3 +156,42 @@ def test_a_job_left_by_a_dead_worker_resumes_from_its_checkpoint(app, api, accou
     done = api.get(f"/jobs/{job['id']}").get_json()
     assert done["status"] == "completed" and done["processed"] == 35
     assert done["counts"] == {"imported": 35, "updated": 0, "skipped": 0, "failed": 0}
+
+
+def test_job_files_are_deleted_after_the_retention_window(app, api, account):
+    from datetime import timedelta
+
+    from app.bgjobs.models import Job
+    from app.bgjobs.service import purge_job_files
+    from app.bgjobs.storage import storage
+    from app.extensions import db
+    from app.imports.tasks import export_contacts, import_contacts_csv
+    from app.system.tasks import purge_expired
+    from app.timeutil import utcnow
+
+    api.post("/contacts", json={"email": "kept@example.com"})
+    export = api.get("/contacts/export").get_json()
+    recent = api.get("/contacts/export").get_json()
+    upload = _upload(api, b"email\nnot-an-address\n").get_json()  # an input file and an error report
+    scope = (account["organization_id"], "live")
+    with app.app_context():
+        for job_id in (export["id"], recent["id"]):
+            export_contacts(job_id, tenant=scope)
+        import_contacts_csv(upload["id"], tenant=scope)
+        old = utcnow() - timedelta(days=app.config["JOB_FILE_RETENTION_DAYS"] + 1)
+        t = Job.__table__
+        db.session.execute(update(t).where(t.c.id.in_([export["id"], upload["id"]])).values(completed_at=old))
+        db.session.commit()
+        folders = {j: storage().path(f"{account['organization_id']}/live/{j}")
+                   for j in (export["id"], recent["id"], upload["id"])}
+        assert all(folder.is_dir() for folder in folders.values())
+        assert purge_expired()["job_files"] >= 2
+        assert purge_job_files() == 0  # done once, not again
+    assert not folders[export["id"]].exists() and not folders[upload["id"]].exists()
+    assert folders[recent["id"]].is_dir()  # within the window: kept
+    gone = api.get(f"/jobs/{export['id']}").get_json()
+    assert gone["status"] == "completed" and gone["result_url"] is None
+    err = assert_error(api.get(f"/jobs/{export['id']}/result"), 410, "result_expired", "id")
+    assert "7 days" in err["message"]
+    assert_error(api.get(f"/jobs/{upload['id']}/result"), 410, "result_expired", "id")
+    assert api.get(f"/jobs/{recent['id']}/result").status_code == 200

@@ -66,6 +66,24 @@ def test_export_button_gives_a_download(app, user, account):
     resp = user.get(f"/jobs/{job_id}/result")
     assert resp.status_code == 200 and resp.get_data(as_text=True).startswith("id,email,")
 
+    # Past the retention window the file is gone, and the page says so instead of offering it.
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from app.bgjobs.models import Job
+    from app.bgjobs.service import purge_job_files
+    from app.extensions import db
+    from app.timeutil import utcnow
+    with app.app_context():
+        t = Job.__table__
+        db.session.execute(update(t).where(t.c.id == job_id).values(completed_at=utcnow() - timedelta(days=30)))
+        db.session.commit()
+        assert purge_job_files() >= 1
+    page = user.get(f"/jobs/{job_id}").get_data(as_text=True)
+    assert "Download contacts.csv" not in page and "was deleted" in page and "kept for 7 days" in page
+    assert user.get(f"/jobs/{job_id}/result").status_code == 410
+
 
 def test_jobs_of_other_organizations_are_not_found(app, user, other_account):
     from app.bgjobs.service import create_job
