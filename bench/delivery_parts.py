@@ -18,7 +18,7 @@ the server (smtp-sink, PostgreSQL) on loopback.
 runs instead the whole dispatcher (``dispatch_email``, the RQ job's function) in this one process on N
 accepted messages into smtp-sink, and prints its CPU per message (this process: every thread) next to the
 CPU of its PostgreSQL backend.  ``--lanes N`` sets the sender threads (0: send inline), ``--phases`` adds
-CPU per phase (worker and PostgreSQL; the timers themselves add ~1 µs a call), ``--cprofile`` the top
+CPU per phase (worker and PostgreSQL; each timed call adds ~2–3 µs of timer overhead), ``--cprofile`` the top
 functions (sending inline, so a thread's CPU is not charged to whatever released the GIL), ``--gc-freeze``
 freezes the heap first.
 """
