@@ -8,7 +8,8 @@ these are maintenance reads across tenants).  Delivery groups a batch's recipien
 signs each message once per transaction, and hands the bytes to a sender thread (see ``_Lanes``) while the
 next message is signed.  The outcome — attempts, recipient and message states, events (through
 ``record_events``, so webhooks fire), suppressions — is written with one statement per table, in the same
-transaction as the claim of the next batch: one COMMIT per batch.  Test-mode messages never touch the
+transaction as the claim of the next batch: one COMMIT per batch, asynchronous on PostgreSQL (see
+``Deliverer.write`` for why losing it is harmless).  Test-mode messages never touch the
 network: the simulator (API.md 3.4) decides their fate, through the same bookkeeping.
 
 Delivery is at-least-once: a worker killed between an SMTP acceptance and the batch's write leaves those
