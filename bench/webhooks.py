@@ -163,6 +163,12 @@ def main() -> int:
                 db.session.commit()
             queue("default").empty()
             queue("high").empty()  # the email dispatcher's nudges: not this phase's subject
+            # ... and their coalescing keys, or phase 2's sends (within the keys' 30 s) would nudge nobody.
+            from app.delivery.tasks import DISPATCH_NUDGE
+            from app.jobs import clear_nudge
+            from app.webhooks.dispatch import NUDGE_KEY
+            clear_nudge(DISPATCH_NUDGE)
+            clear_nudge(NUDGE_KEY)
         assert pending(app) == args.events, pending(app)
         workers = [run.spawn(f"worker{n}", [C.PYTHON, "worker.py", "default", "--name", f"{run.tag}-w{n}"])
                    for n in range(args.workers)]
