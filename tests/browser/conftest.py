@@ -62,3 +62,24 @@ def sign_up(page):
         return email
 
     return _sign_up
+
+
+def settled(page, action, target: str | None = None) -> None:
+    """Do ``action`` (something that makes htmx swap) and wait until htmx has settled and processed the new
+    content (of the swap into ``#target``, when given), so the next interaction finds its htmx behaviour
+    attached: a select changed in the moment between a swap and its settle fires no request."""
+    from playwright.sync_api import expect
+
+    page.evaluate("""(id) => {
+        delete document.documentElement.dataset.settled;
+        const on = (event) => {
+            const t = event.detail && event.detail.target;
+            if (id && !(t && t.id === id)) return;
+            document.documentElement.dataset.settled = '1';
+            document.body.removeEventListener('htmx:afterSettle', on);
+        };
+        document.body.addEventListener('htmx:afterSettle', on);
+    }""", target)
+    action()
+    expect(page.locator("html")).to_have_attribute("data-settled", "1")
+

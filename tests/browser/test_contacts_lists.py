@@ -7,6 +7,8 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.browser.conftest import settled
+
 SCREENSHOTS = "/tmp"
 
 
@@ -50,9 +52,11 @@ def test_build_a_segment_and_watch_its_count(page: Page, base_url: str, console_
     page.get_by_label("Value 1").fill("beta")
     expect(count.locator("[data-count]")).to_have_attribute("data-count", "2")
 
-    page.get_by_role("button", name="+ Add condition").click()
+    # Each re-render of the builder is waited for until htmx has settled: a field changed in the moment
+    # between a swap and its settle would fire no request.
+    settled(page, page.get_by_role("button", name="+ Add condition").click, "rule-builder")
     expect(page.get_by_label("Field 2")).to_be_visible()
-    page.get_by_label("Field 2").select_option("first_name")
+    settled(page, lambda: page.get_by_label("Field 2").select_option("first_name"), "rule-builder")
     # The row is re-rendered for its field: names offer ordering ops that tags do not.
     expect(page.get_by_label("Operator 2").locator("option[value=gt]")).to_have_count(1)
     page.get_by_label("Operator 2").select_option("contains")
@@ -65,7 +69,7 @@ def test_build_a_segment_and_watch_its_count(page: Page, base_url: str, console_
     expect(count.locator("[data-count]")).to_have_attribute("data-count", "3")
 
     # An invalid value is explained in place of the count.
-    page.get_by_label("Field 2").select_option("score")
+    settled(page, lambda: page.get_by_label("Field 2").select_option("score"), "rule-builder")
     expect(page.get_by_label("Operator 2").locator("option[value=contains]")).to_have_count(0)
     page.get_by_label("Operator 2").select_option("gt")
     page.get_by_label("Value 2").fill("lots")

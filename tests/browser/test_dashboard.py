@@ -11,6 +11,8 @@ import uuid
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.browser.conftest import settled
+
 SCREENSHOTS = "/tmp"
 
 
@@ -26,13 +28,6 @@ def _api_get(base_url: str, path: str, secret: str) -> tuple[int, dict]:
 
 
 
-def _settled(page: Page, action) -> None:
-    """Do ``action`` (a click that makes htmx swap) and wait until htmx has settled and processed the
-    new content, so the next interaction finds its htmx behaviour attached."""
-    page.evaluate("delete document.documentElement.dataset.settled; document.body.addEventListener("
-                  "'htmx:afterSettle', () => { document.documentElement.dataset.settled = '1' }, {once: true})")
-    action()
-    expect(page.locator("html")).to_have_attribute("data-settled", "1")
 
 
 def _nav(page: Page, label: str):
@@ -124,7 +119,7 @@ def test_request_log_filters_with_htmx(page: Page, base_url: str, console_errors
     assert _api_get(base_url, "/contacts/con_missing", secret)[0] == 404
     assert _api_get(base_url, "/contacts?limit=500", secret)[0] == 400
 
-    _settled(page, _nav(page, "Request log").click)
+    settled(page, _nav(page, "Request log").click)
     rows = page.locator("#requests-table tbody tr")
     expect(rows).to_have_count(3)
 
